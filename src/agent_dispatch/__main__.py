@@ -1,0 +1,3 @@
+from agent_dispatch.cli import main
+
+main()

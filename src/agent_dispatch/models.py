@@ -1,0 +1,420 @@
+"""Shared data types: agents.yaml, dispatch requests and results, job records.
+
+Every bound or validation that more than one front door needs lives here, once.
+This module knows nothing of files, processes or MCP.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from agent_dispatch.errors import BadArgumentError, InvalidInputFailure
+
+AGENT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+JOB_ID_RE = re.compile(r"[0-9a-f]{32}")
+
+ErrorType = Literal[
+    "permission", "timeout", "recursion", "not_found", "budget", "usage_limit", "invalid_input", "cli_error"
+]
+JobStatus = Literal["pending", "running", "done", "failed", "cancelled"]
+JOB_STATUSES: tuple[str, ...] = ("pending", "running", "done", "failed", "cancelled")
+TERMINAL_STATUSES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
+
+# Bounds shared by the MCP tools and the CLI.
+PREVIEW_LINES_MAX = 200
+SUMMARY_CHARS_MAX = 100_000
+DIALOGUE_ROUNDS = (1, 10)
+WAIT_SECONDS_MAX = 3600.0
+JOBS_LIMIT = (1, 1000)
+DENIED_TOOLS_MAX = 50
+
+
+def is_valid_agent_name(name: object) -> bool:
+    return isinstance(name, str) and AGENT_NAME_RE.fullmatch(name) is not None
+
+
+def check_agent_name(name: object) -> str:
+    """Return `name` if it is a valid agent name, else raise BadArgumentError."""
+    if not is_valid_agent_name(name):
+        raise BadArgumentError(
+            f"invalid agent name {name!r}",
+            "An agent name starts with a letter or digit and holds only letters, digits, '-' and '_'.",
+        )
+    return name  # type: ignore[return-value]
+
+
+def is_valid_job_id(job_id: object) -> bool:
+    return isinstance(job_id, str) and JOB_ID_RE.fullmatch(job_id) is not None
+
+
+def check_job_id(job_id: object) -> str:
+    """Return `job_id` if it is 32 lowercase hex characters, else raise BadArgumentError."""
+    if not is_valid_job_id(job_id):
+        shown = job_id[:80] if isinstance(job_id, str) else job_id
+        raise BadArgumentError(
+            f"malformed job id {shown!r}",
+            "A job id (or ref) is the 32 lowercase hex characters returned by dispatch_async or return_ref.",
+        )
+    return job_id  # type: ignore[return-value]
+
+
+def check_not_option(value: str | None, what: str) -> None:
+    """Refuse a value that would sit after a CLI option but looks like an option itself."""
+    if value is not None and value.startswith("-"):
+        raise InvalidInputFailure(
+            f"{what} {value[:80]!r} starts with '-' and would be read as a command-line option",
+            f"Pass a {what} that does not start with '-'.",
+        )
+
+
+def clamp(value: int, low: int, high: int) -> int:
+    return max(low, min(high, value))
+
+
+def split_tools(value: str) -> list[str]:
+    """Split a comma-separated tool list ("Read, Grep" -> ["Read", "Grep"]); blanks dropped."""
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _check_positive_finite(value: float | None, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{what} must be a finite number greater than 0")
+    return value
+
+
+def _check_tool_names(tools: list[str] | None) -> list[str] | None:
+    if tools is None:
+        return None
+    for tool in tools:
+        if not tool or not tool.strip():
+            raise ValueError("tool names must not be empty")
+        if tool.startswith("-"):
+            raise ValueError(f"tool name {tool!r} must not start with '-'")
+        if "\x00" in tool or "\n" in tool:
+            raise ValueError("tool names must not contain NUL or newlines")
+    return tools
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class AgentConfig(_Strict):
+    """One entry under `agents:`. Tool lists are tri-state: None inherits, [] means none."""
+
+    directory: str
+    description: str = ""
+    timeout: int | None = None
+    model: str | None = None
+    max_budget_usd: float | None = None
+    permission_mode: str | None = None
+    allowed_tools: list[str] | None = None
+    disallowed_tools: list[str] | None = None
+
+    @field_validator("directory")
+    @classmethod
+    def _directory(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("directory must not be empty")
+        if "\x00" in value:
+            raise ValueError("directory must not contain NUL")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: int | None) -> int | None:
+        if value is not None and value <= 0:
+            raise ValueError("timeout must be a positive number of seconds")
+        return value
+
+    @field_validator("max_budget_usd")
+    @classmethod
+    def _budget(cls, value: float | None) -> float | None:
+        return _check_positive_finite(value, "max_budget_usd")
+
+    @field_validator("model", "permission_mode")
+    @classmethod
+    def _flag_value(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or value.startswith("-")):
+            raise ValueError("must be a non-empty value that does not start with '-'")
+        return value
+
+    @field_validator("allowed_tools", "disallowed_tools")
+    @classmethod
+    def _tools(cls, value: list[str] | None) -> list[str] | None:
+        return _check_tool_names(value)
+
+
+class CacheSettings(_Strict):
+    enabled: bool = True
+    ttl: float = Field(default=300, ge=0)
+    max_size: int = Field(default=1000, ge=0)
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("ttl must be finite")
+        return value
+
+
+class Settings(_Strict):
+    default_timeout: int = Field(default=300, gt=0)
+    default_max_budget_usd: float | None = None
+    default_permission_mode: str | None = None
+    default_allowed_tools: list[str] = Field(default_factory=list)
+    default_disallowed_tools: list[str] = Field(default_factory=list)
+    max_dispatch_depth: int = Field(default=3, ge=0)
+    max_concurrency: int = Field(default=5, ge=1)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+
+    @field_validator("default_max_budget_usd")
+    @classmethod
+    def _budget(cls, value: float | None) -> float | None:
+        return _check_positive_finite(value, "default_max_budget_usd")
+
+    @field_validator("default_permission_mode")
+    @classmethod
+    def _mode(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or value.startswith("-")):
+            raise ValueError("must be a non-empty value that does not start with '-'")
+        return value
+
+    @field_validator("default_allowed_tools", "default_disallowed_tools", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @field_validator("default_allowed_tools", "default_disallowed_tools")
+    @classmethod
+    def _tools(cls, value: list[str]) -> list[str]:
+        return _check_tool_names(value) or []
+
+
+class AppConfig(_Strict):
+    """The whole agents.yaml."""
+
+    agents: dict[str, AgentConfig] = Field(default_factory=dict)
+    settings: Settings = Field(default_factory=Settings)
+
+    @field_validator("agents", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _none_settings(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @field_validator("agents")
+    @classmethod
+    def _names(cls, value: dict[str, AgentConfig]) -> dict[str, AgentConfig]:
+        for name in value:
+            if not is_valid_agent_name(name):
+                raise ValueError(
+                    f"invalid agent name {name!r}: start with a letter or digit; use letters, digits, - and _"
+                )
+        return value
+
+
+class EffectiveAgent(BaseModel):
+    """An agent with the settings defaults applied: what a run actually uses."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    directory: str
+    timeout: int
+    model: str | None = None
+    max_budget_usd: float | None = None
+    permission_mode: str | None = None
+    allowed_tools: tuple[str, ...] = ()
+    disallowed_tools: tuple[str, ...] = ()
+
+    @classmethod
+    def resolve(cls, name: str, agent: AgentConfig, settings: Settings) -> EffectiveAgent:
+        allowed = agent.allowed_tools if agent.allowed_tools is not None else settings.default_allowed_tools
+        disallowed = (
+            agent.disallowed_tools if agent.disallowed_tools is not None else settings.default_disallowed_tools
+        )
+        return cls(
+            name=name,
+            directory=agent.directory,
+            timeout=agent.timeout or settings.default_timeout,
+            model=agent.model,
+            max_budget_usd=agent.max_budget_usd or settings.default_max_budget_usd,
+            permission_mode=agent.permission_mode or settings.default_permission_mode,
+            allowed_tools=tuple(allowed),
+            disallowed_tools=tuple(disallowed),
+        )
+
+
+class DispatchRequest(BaseModel):
+    """What a caller asks one agent to do."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent: str
+    task: str
+    context: str = ""
+    caller: str = ""
+    goal: str = ""
+    response_format: Literal["", "json"] = ""
+    return_ref: bool = False
+    summary_chars: int = 500
+
+    @field_validator("response_format", mode="before")
+    @classmethod
+    def _format(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            if value in ("text", "none"):
+                return ""
+        return value
+
+    @field_validator("summary_chars", mode="before")
+    @classmethod
+    def _summary(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return clamp(value, 0, SUMMARY_CHARS_MAX)
+        return value
+
+    @field_validator("task")
+    @classmethod
+    def _task(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("task must not be empty")
+        return value
+
+
+class DispatchResult(BaseModel):
+    """The contract's dispatch result object."""
+
+    agent: str
+    success: bool
+    result: str = ""
+    session_id: str | None = None
+    cost_usd: float | None = None
+    duration_ms: int | None = None
+    num_turns: int | None = None
+    error: str | None = None
+    error_type: ErrorType | None = None
+    parsed_result: Any = None
+    cached: bool = False
+    denied_tools: list[str] = Field(default_factory=list)
+    hint: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON answer: null and empty optional fields left out; `result` always present."""
+        out: dict[str, Any] = {"agent": self.agent, "success": self.success, "result": self.result}
+        for key in ("session_id", "cost_usd", "duration_ms", "num_turns", "error", "error_type", "hint"):
+            value = getattr(self, key)
+            if value is not None and value != "":
+                out[key] = value
+        if self.parsed_result is not None:
+            out["parsed_result"] = self.parsed_result
+        if self.cached:
+            out["cached"] = True
+        if self.denied_tools:
+            out["denied_tools"] = list(self.denied_tools)
+        return out
+
+    @classmethod
+    def failure(cls, agent: str, exc: Exception, **extra: Any) -> DispatchResult:
+        """A failed result from a DispatchFailure (or any error: cli_error)."""
+        error_type = getattr(exc, "error_type", "cli_error")
+        hint = getattr(exc, "hint", None) or None
+        message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        return cls(agent=agent, success=False, error=message, error_type=error_type, hint=hint, **extra)
+
+
+class Job(BaseModel):
+    """One job record (`<id>.json`). `version` is the record format."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    version: int = 1
+    id: str
+    status: JobStatus
+    agent: str
+    task: str
+    created_at: float
+    started_at: float | None = None
+    completed_at: float | None = None
+    result: DispatchResult | None = None
+    error: str | None = None
+    progress: list[str] = Field(default_factory=list)
+    # Which server owns the job, and which process runs it: used to recover jobs of a dead server.
+    owner: dict[str, Any] | None = None
+    run: dict[str, Any] | None = None
+    # The request, kept so a job can be reported and (for refs) so `fetch_result` knows its origin.
+    request: dict[str, Any] | None = None
+    kind: Literal["async", "ref"] = "async"
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not is_valid_job_id(value):
+            raise ValueError("job id must be 32 lowercase hex characters")
+        return value
+
+    @model_validator(mode="after")
+    def _times(self) -> Job:
+        for key in ("created_at", "started_at", "completed_at"):
+            value = getattr(self, key)
+            if value is not None and (not math.isfinite(value) or value < 0):
+                raise ValueError(f"{key} must be a finite, non-negative epoch time")
+        return self
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's job record as tools answer it (internal bookkeeping left out)."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "status": self.status,
+            "agent": self.agent,
+            "task": self.task,
+            "created_at": self.created_at,
+        }
+        for key in ("started_at", "completed_at", "error"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        if self.result is not None:
+            out["result"] = self.result.to_json()
+        if self.progress:
+            out["progress"] = list(self.progress)
+        return out
+
+    def summary(self, task_chars: int = 120) -> dict[str, Any]:
+        """One line of `dispatch_jobs`."""
+        task = self.task if len(self.task) <= task_chars else self.task[: task_chars - 1] + "…"
+        out: dict[str, Any] = {
+            "id": self.id,
+            "status": self.status,
+            "agent": self.agent,
+            "task": task,
+            "created_at": self.created_at,
+        }
+        for key in ("started_at", "completed_at"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        if self.result is not None:
+            out["success"] = self.result.success
+        error = self.error or (self.result.error if self.result is not None else None)
+        if error:
+            out["error"] = error
+        if self.progress:
+            out["last_progress"] = self.progress[-1]
+        return out
