@@ -126,6 +126,32 @@ class E2E:
         async with Client(params) as client:
             yield client
 
+    async def call(self, client: Any, tool: str, timeout: float = 60, progress: Any = None, **arguments: Any) -> Any:
+        """Call an MCP tool and return its JSON answer.
+
+        Claude Code hands the model only the structured content, so when there is some it must carry
+        everything the text does (directly, or wrapped as {"result": ...} for non-object answers).
+        """
+        result = await client.call_tool(tool, arguments, read_timeout_seconds=timeout, progress_callback=progress)
+        answer = tool_json(result)
+        structured = result.structured_content
+        if structured is not None and structured != answer:
+            assert structured.get("result") == answer or (
+                isinstance(answer, dict) and answer.items() <= structured.items()
+            ), f"{tool}: structured content {structured!r} does not carry the answer {answer!r}"
+        return answer
+
+
+def tool_json(result: Any) -> Any:
+    """The one JSON value a tool answered, from its text content (structured content as fallback)."""
+    for block in result.content or []:
+        text = getattr(block, "text", None)
+        if text is not None:
+            return json.loads(text)
+    if result.structured_content is not None:
+        return result.structured_content
+    raise AssertionError(f"tool answered no JSON: {result!r}")
+
 
 @pytest.fixture
 def e2e(claude_cli, standin, tmp_path, monkeypatch) -> E2E:
@@ -152,30 +178,3 @@ def e2e(claude_cli, standin, tmp_path, monkeypatch) -> E2E:
     for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(proxy, raising=False)
     return E2E(home=home, root=tmp_path, config=config, cli=claude_cli, standin=standin)
-
-
-def tool_json(result: Any) -> Any:
-    """The one JSON value a tool answered, from its text content (structured content as fallback)."""
-    for block in result.content or []:
-        text = getattr(block, "text", None)
-        if text is not None:
-            return json.loads(text)
-    if result.structured_content is not None:
-        return result.structured_content
-    raise AssertionError(f"tool answered no JSON: {result!r}")
-
-
-async def call(client: Any, tool: str, timeout: float = 60, progress: Any = None, **arguments: Any) -> Any:
-    """Call an MCP tool and return its JSON answer.
-
-    Claude Code hands the model only the structured content, so when there is some it must carry
-    everything the text does (directly, or wrapped as {"result": ...} for non-object answers).
-    """
-    result = await client.call_tool(tool, arguments, read_timeout_seconds=timeout, progress_callback=progress)
-    answer = tool_json(result)
-    structured = result.structured_content
-    if structured is not None and structured != answer:
-        assert structured.get("result") == answer or (
-            isinstance(answer, dict) and answer.items() <= structured.items()
-        ), f"{tool}: structured content {structured!r} does not carry the answer {answer!r}"
-    return answer
