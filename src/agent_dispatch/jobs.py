@@ -181,7 +181,7 @@ def _serialize(job: Job) -> bytes:
     try:
         return job.model_dump_json().encode("utf-8")
     except (ValueError, UnicodeError):
-        # Lone surrogates cannot be encoded as UTF-8: store them as U+FFFD-free '?' instead of failing.
+        # Lone surrogates cannot be encoded as UTF-8: they are stored as '?' rather than failing the write.
         text = json.dumps(job.model_dump(mode="json"), ensure_ascii=False)
         return text.encode("utf-8", errors="replace")
 
