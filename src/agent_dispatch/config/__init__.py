@@ -1,0 +1,81 @@
+"""Configuration: where agents.yaml lives, reading and writing it, and the agent operations.
+
+    paths    config_path(), jobs_dir(), claude_command()
+    store    ConfigStore: load() (cached, validated), modify(fn) (locked, atomic), create()
+    agents   AgentChanges.from_inputs(), add_agent(), update_agent(), remove_agent(), find_agent()
+    detect   (agent_dispatch.detect) detect_project(), generate_description(), agent_listing(),
+             agent_inspection(), preview()
+
+Everything is re-exported here: callers write `from agent_dispatch import config` and use
+`config.ConfigStore`, `config.add_agent`, ...
+"""
+
+from __future__ import annotations
+
+from agent_dispatch.config.agents import (
+    AgentChanges,
+    add_agent,
+    add_agent_with_changes,
+    agent_not_found,
+    existing_directory,
+    find_agent,
+    inspect_agent,
+    list_agents,
+    remove_agent,
+    update_agent,
+)
+from agent_dispatch.config.paths import (
+    CLAUDE_ENV,
+    CONFIG_ENV,
+    JOBS_DIR_ENV,
+    claude_command,
+    config_path,
+    default_config_path,
+    jobs_dir,
+)
+from agent_dispatch.config.store import (
+    LOCK_TIMEOUT,
+    STARTER,
+    AgentRecord,
+    ConfigStore,
+    describe_validation,
+)
+from agent_dispatch.detect import (
+    ProjectInfo,
+    agent_inspection,
+    agent_listing,
+    detect_project,
+    generate_description,
+    preview,
+)
+
+__all__ = [
+    "CLAUDE_ENV",
+    "CONFIG_ENV",
+    "JOBS_DIR_ENV",
+    "LOCK_TIMEOUT",
+    "STARTER",
+    "AgentChanges",
+    "AgentRecord",
+    "ConfigStore",
+    "ProjectInfo",
+    "add_agent",
+    "add_agent_with_changes",
+    "agent_inspection",
+    "agent_listing",
+    "agent_not_found",
+    "claude_command",
+    "config_path",
+    "default_config_path",
+    "describe_validation",
+    "detect_project",
+    "existing_directory",
+    "find_agent",
+    "generate_description",
+    "inspect_agent",
+    "jobs_dir",
+    "list_agents",
+    "preview",
+    "remove_agent",
+    "update_agent",
+]

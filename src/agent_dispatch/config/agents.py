@@ -1,0 +1,343 @@
+"""The agent operations shared by the CLI and the MCP tools, so each rule is checked once.
+
+`AgentChanges.from_inputs` is the one parser of the contract's update semantics ("" / 0 / None
+leave a field, "none" clears it, tool lists are comma-separated names); `add_agent`,
+`update_agent` and `remove_agent` change agents.yaml through `ConfigStore.modify`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from agent_dispatch.config.store import ConfigStore, describe_validation
+from agent_dispatch.detect import agent_inspection, agent_listing, generate_description
+from agent_dispatch.errors import AgentExistsError, AgentNotFoundError, BadArgumentError
+
+if TYPE_CHECKING:
+    from agent_dispatch.models import AgentConfig, AppConfig
+
+DESCRIPTION_MAX = 4000
+
+
+_LEAVE = object()
+
+
+class AgentChanges:
+    """Parsed changes to one agent: `values` maps a field to its new value, None meaning "clear"
+    (the key is removed and the agent inherits the defaults again)."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+        self.values: dict[str, Any] = dict(values or {})
+
+    def __bool__(self) -> bool:
+        return bool(self.values)
+
+    def __repr__(self) -> str:
+        return f"AgentChanges({self.values!r})"
+
+    @classmethod
+    def from_inputs(
+        cls,
+        *,
+        description: str | None = None,
+        timeout: int | float | str | None = None,
+        max_budget_usd: float | int | str | None = None,
+        model: str | None = None,
+        permission_mode: str | None = None,
+        allowed_tools: str | list[str] | None = None,
+        disallowed_tools: str | list[str] | None = None,
+    ) -> AgentChanges:
+        """Parse front-door inputs with the contract's update semantics.
+
+        "" / 0 / None leave a field as it is; "none" (any case) clears it; tool lists are
+        comma-separated names ("[]" sets an explicitly empty list). Raises BadArgumentError for a
+        negative, NaN or infinite number, a fractional timeout, or a value starting with '-'.
+        """
+        parsed = {
+            "description": _parse_description(description),
+            "timeout": _parse_timeout(timeout),
+            "max_budget_usd": _parse_budget(max_budget_usd),
+            "model": _parse_word(model, "model"),
+            "permission_mode": _parse_word(permission_mode, "permission_mode"),
+            "allowed_tools": _parse_tools(allowed_tools, "allowed_tools"),
+            "disallowed_tools": _parse_tools(disallowed_tools, "disallowed_tools"),
+        }
+        return cls({key: value for key, value in parsed.items() if value is not _LEAVE})
+
+    def apply(self, agent: AgentConfig) -> AgentConfig:
+        """A new, validated AgentConfig with these changes applied to `agent`."""
+        return _build_agent({**agent.model_dump(), **self.values})
+
+    def summary(self) -> list[str]:
+        """One human line per change."""
+        lines = []
+        for key, value in self.values.items():
+            if value is None:
+                lines.append(f"{key}: cleared (inherits the default)")
+            elif isinstance(value, list):
+                lines.append(f"{key}: {', '.join(value)}" if value else f"{key}: [] (explicitly none)")
+            else:
+                lines.append(f"{key}: {value}")
+        return lines
+
+
+def _is_leave(raw: object) -> bool:
+    if raw is None:
+        return True
+    if isinstance(raw, str):
+        return not raw.strip()
+    return isinstance(raw, (int, float)) and not isinstance(raw, bool) and raw == 0
+
+
+def _is_clear(raw: object) -> bool:
+    return isinstance(raw, str) and raw.strip().lower() == "none"
+
+
+def _bad(field: str, raw: object, rule: str, example: str) -> BadArgumentError:
+    shown = raw[:80] if isinstance(raw, str) else raw
+    return BadArgumentError(f"{field} must be {rule}, not {shown!r}", example)
+
+
+def _parse_description(raw: object) -> Any:
+    if _is_leave(raw):
+        return _LEAVE
+    if _is_clear(raw):
+        return None
+    if not isinstance(raw, str):
+        raise _bad("description", raw, "text", "Pass a short sentence saying what the agent is for.")
+    text = raw.strip()
+    if "\x00" in text or len(text) > DESCRIPTION_MAX:
+        raise _bad("description", raw, f"text of at most {DESCRIPTION_MAX} characters without NUL",
+                   "Pass a short sentence saying what the agent is for.")
+    return text
+
+
+def _number(raw: object, field: str, rule: str, example: str) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        raise _bad(field, raw, rule, example)
+    try:
+        value = float(raw.strip()) if isinstance(raw, str) else float(raw)
+    except (ValueError, OverflowError):
+        raise _bad(field, raw, rule, example) from None
+    if not math.isfinite(value) or value <= 0:
+        raise _bad(field, raw, rule, example)
+    return value
+
+
+def _parse_timeout(raw: object) -> Any:
+    if _is_leave(raw):
+        return _LEAVE
+    if _is_clear(raw):
+        return None
+    rule = "a whole number of seconds greater than 0"
+    example = 'Pass e.g. 600, or "none" to use settings.default_timeout.'
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        if raw <= 0:
+            raise _bad("timeout", raw, rule, example)
+        return raw
+    value = _number(raw, "timeout", rule, example)
+    if not value.is_integer():
+        raise _bad("timeout", raw, rule, example)
+    return int(value)
+
+
+def _parse_budget(raw: object) -> Any:
+    if _is_leave(raw):
+        return _LEAVE
+    if _is_clear(raw):
+        return None
+    return _number(raw, "max_budget_usd", "a finite amount of US dollars greater than 0",
+                   'Pass e.g. 0.5, or "none" to remove the cap.')
+
+
+def _check_word(value: str, field: str) -> str:
+    if value.startswith("-") or len(value) > 200 or any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise _bad(field, value, "a single word that does not start with '-'",
+                   f'Pass e.g. {"sonnet" if field == "model" else "plan"}, or "none" to clear it.')
+    return value
+
+
+def _parse_word(raw: object, field: str) -> Any:
+    if _is_leave(raw):
+        return _LEAVE
+    if _is_clear(raw):
+        return None
+    if not isinstance(raw, str):
+        raise _bad(field, raw, "text", f'Pass a value, or "none" to clear {field}.')
+    return _check_word(raw.strip(), field)
+
+
+def _check_tool(name: object, field: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise _bad(field, name, "tool names", 'Pass names separated by commas, e.g. "Read,Grep,Bash(git *)".')
+    name = name.strip()
+    if name.startswith("-") or len(name) > 500 or any(not ch.isprintable() for ch in name):
+        raise _bad(field, name, "tool names that do not start with '-'",
+                   'Pass names separated by commas, e.g. "Read,Grep,Bash(git *)".')
+    return name
+
+
+def _parse_tools(raw: object, field: str) -> Any:
+    if isinstance(raw, (list, tuple)):
+        return [_check_tool(name, field) for name in raw]
+    if _is_leave(raw):
+        return _LEAVE
+    if _is_clear(raw):
+        return None
+    if not isinstance(raw, str):
+        raise _bad(field, raw, "a comma-separated list of tool names", 'e.g. "Read,Grep".')
+    if raw.strip() == "[]":
+        return []
+    from agent_dispatch.models import split_tools
+
+    names = split_tools(raw)
+    if not names:
+        raise _bad(field, raw, "a comma-separated list of tool names", 'e.g. "Read,Grep", "[]" for none, '
+                   'or "none" to inherit the defaults.')
+    return [_check_tool(name, field) for name in names]
+
+
+def _build_agent(data: Mapping[str, Any]) -> AgentConfig:
+    from pydantic import ValidationError
+
+    from agent_dispatch.models import AgentConfig
+
+    try:
+        return AgentConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise BadArgumentError(f"invalid agent settings: {describe_validation(exc)}",
+                               "Check the values given; agents.example.yaml documents every key.") from None
+
+
+def find_agent(config: AppConfig, name: str) -> AgentConfig:
+    """The agent called `name`, or AgentNotFoundError naming it and the available agents."""
+    agent = config.agents.get(name) if isinstance(name, str) else None
+    if agent is None:
+        raise agent_not_found(name, list(config.agents))
+    return agent
+
+
+def agent_not_found(name: object, available: list[str]) -> AgentNotFoundError:
+    shown = name[:80] if isinstance(name, str) else name
+    listed = ", ".join(available[:100]) + (f" (and {len(available) - 100} more)" if len(available) > 100 else "")
+    return AgentNotFoundError(
+        f"no agent named {shown!r}; " + (f"available agents: {listed}" if available else "no agents are registered"),
+        "Run `agent-dispatch list` (or call list_agents) to see them; add one with `agent-dispatch add NAME DIR`.",
+    )
+
+
+def existing_directory(directory: str | os.PathLike[str]) -> str:
+    """`directory` made absolute (~ expanded); BadArgumentError unless it is an existing directory."""
+    if not isinstance(directory, (str, os.PathLike)):
+        raise BadArgumentError(f"directory must be a path, not {directory!r}", "Pass the project's directory.")
+    text = os.fspath(directory)
+    if not text.strip() or "\x00" in text:
+        raise BadArgumentError("directory must be a non-empty path", "Pass the project's directory.")
+    path = os.path.abspath(os.path.expanduser(text))
+    if not os.path.exists(path):
+        raise BadArgumentError(f"directory {path} does not exist",
+                               "Create it first, or pass the path of an existing project directory.")
+    if not os.path.isdir(path):
+        raise BadArgumentError(f"{path} is not a directory", "Pass the path of a project directory.")
+    return path
+
+
+def add_agent(
+    store: ConfigStore,
+    name: str,
+    directory: str | os.PathLike[str],
+    *,
+    description: str = "",
+    timeout: int | float | str | None = None,
+    model: str | None = None,
+    max_budget_usd: float | int | str | None = None,
+    permission_mode: str | None = None,
+    allowed_tools: str | list[str] | None = None,
+    disallowed_tools: str | list[str] | None = None,
+) -> AgentConfig:
+    """Register a new agent and return it. An empty description is generated from the project.
+
+    Values are parsed like `AgentChanges.from_inputs` ("none" or empty = not set). Raises
+    BadArgumentError (bad name or value, directory missing), AgentExistsError (name taken),
+    ConfigError (config unreadable or unwritable).
+    """
+    changes = AgentChanges.from_inputs(
+        timeout=timeout, max_budget_usd=max_budget_usd, model=model, permission_mode=permission_mode,
+        allowed_tools=allowed_tools, disallowed_tools=disallowed_tools,
+    )
+    return add_agent_with_changes(store, name, directory, description, changes)
+
+
+def add_agent_with_changes(
+    store: ConfigStore,
+    name: str,
+    directory: str | os.PathLike[str],
+    description: str = "",
+    changes: AgentChanges | None = None,
+) -> AgentConfig:
+    """`add_agent` for a front door that parsed its options into `AgentChanges` already."""
+    from agent_dispatch.models import check_agent_name
+
+    check_agent_name(name)
+    path = existing_directory(directory)
+    fields = {key: value for key, value in (changes.values if changes else {}).items() if value is not None}
+    text = _parse_description(description)
+    if isinstance(text, str):
+        fields["description"] = text
+    if not fields.get("description"):
+        fields["description"] = generate_description(path)
+    agent = _build_agent({"directory": path, **fields})
+
+    def add(config: AppConfig) -> None:
+        if name in config.agents:
+            taken = config.agents[name].directory
+            raise AgentExistsError(f"an agent named {name!r} already exists (directory {taken})")
+        config.agents[name] = agent
+
+    store.modify(add)
+    return agent
+
+
+def update_agent(store: ConfigStore, name: str, changes: AgentChanges) -> AgentConfig:
+    """Apply `changes` to the agent `name` and return the stored result.
+
+    Raises AgentNotFoundError, BadArgumentError (nothing to change, or an invalid result),
+    ConfigError.
+    """
+    if not changes:
+        raise BadArgumentError(f"nothing to update for {name!r}",
+                               'Pass at least one new value, or "none" to clear a field.')
+
+    def update(config: AppConfig) -> AgentConfig:
+        agent = changes.apply(find_agent(config, name))
+        config.agents[name] = agent
+        return agent
+
+    return store.modify(update)
+
+
+def remove_agent(store: ConfigStore, name: str) -> AgentConfig:
+    """Unregister the agent `name` (its directory is not touched); returns what was removed."""
+
+    def remove(config: AppConfig) -> AgentConfig:
+        agent = find_agent(config, name)
+        del config.agents[name]
+        return agent
+
+    return store.modify(remove)
+
+
+def list_agents(store: ConfigStore) -> list[dict[str, Any]]:
+    """The contract's `list_agents` answer, in the file's order."""
+    return [agent_listing(name, agent) for name, agent in store.agents().items()]  # type: ignore[arg-type]
+
+
+def inspect_agent(store: ConfigStore, name: str, preview_lines: int = 40) -> dict[str, Any]:
+    """The contract's `inspect_agent` answer for `name`."""
+    config = store.load()
+    return agent_inspection(name, find_agent(config, name), config.settings, preview_lines)

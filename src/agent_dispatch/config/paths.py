@@ -1,0 +1,38 @@
+"""Where things live: the config file, the job records, and the `claude` executable."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+CONFIG_ENV = "AGENT_DISPATCH_CONFIG"
+JOBS_DIR_ENV = "AGENT_DISPATCH_JOBS_DIR"
+CLAUDE_ENV = "AGENT_DISPATCH_CLAUDE"
+
+
+def default_config_path() -> Path:
+    return Path.home() / ".config" / "agent-dispatch" / "agents.yaml"
+
+
+def config_path() -> Path:
+    """The config file: env AGENT_DISPATCH_CONFIG (~ expanded, made absolute), else the default."""
+    value = os.environ.get(CONFIG_ENV, "").strip()
+    if value:
+        return Path(os.path.abspath(os.path.expanduser(value)))
+    return default_config_path()
+
+
+def jobs_dir(cfg_path: Path | None = None) -> Path:
+    """The job records directory: env AGENT_DISPATCH_JOBS_DIR, else `jobs/` beside the config."""
+    value = os.environ.get(JOBS_DIR_ENV, "").strip()
+    if value:
+        return Path(os.path.abspath(os.path.expanduser(value)))
+    return (cfg_path if cfg_path is not None else config_path()).parent / "jobs"
+
+
+def claude_command() -> str | None:
+    """The `claude` executable to run: env AGENT_DISPATCH_CLAUDE (a path or a name looked up on
+    PATH), else `claude` on PATH. None when it cannot be found or is not executable."""
+    value = os.environ.get(CLAUDE_ENV, "").strip()
+    return shutil.which(os.path.expanduser(value) if value else "claude")
