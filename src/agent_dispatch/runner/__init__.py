@@ -1,0 +1,41 @@
+"""Everything about the `claude` CLI: prompt, argv, spawning, reading, classifying, killing.
+
+build_prompt / parse_json_answer    the text sent on stdin, and a JSON answer read back
+RunSpec / build_argv                what to run; the argv with its option-value guards
+run_claude                          one supervised run -> DispatchResult (never raises for failures)
+StreamEvent                         what `on_event` receives while a stream-json run goes
+RunHandle                           what `on_spawn` receives; to_dict()/from_dict() for job records
+collect_output / run_alive / kill_run   finishing a file-backed run from another process
+"""
+
+from agent_dispatch.runner.argv import CLAUDE_ENV, RunSpec, build_argv, claude_command, error_path_for
+from agent_dispatch.runner.classify import RunOutcome, classify, permission_hint
+from agent_dispatch.runner.parse import StreamEvent
+from agent_dispatch.runner.process import DEPTH_ENV, child_env, collect_output, current_depth, run_claude
+from agent_dispatch.runner.prompt import JSON_INSTRUCTION, build_prompt, parse_json_answer
+from agent_dispatch.runner.tree import TOKEN_ENV, RunHandle, kill_run, run_alive, run_processes
+
+__all__ = [
+    "CLAUDE_ENV",
+    "DEPTH_ENV",
+    "JSON_INSTRUCTION",
+    "TOKEN_ENV",
+    "RunHandle",
+    "RunOutcome",
+    "RunSpec",
+    "StreamEvent",
+    "build_argv",
+    "build_prompt",
+    "child_env",
+    "claude_command",
+    "classify",
+    "collect_output",
+    "current_depth",
+    "error_path_for",
+    "kill_run",
+    "parse_json_answer",
+    "permission_hint",
+    "run_alive",
+    "run_claude",
+    "run_processes",
+]

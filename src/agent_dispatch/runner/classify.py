@@ -1,0 +1,231 @@
+"""Turning what a run produced into the contract's DispatchResult.
+
+A result object is trusted for what it says (success or an error subtype); its optional
+fields are read leniently, so a paid answer is never lost to a malformed cost or turn count.
+Without a result object the run failed; the error type then comes from stderr and the exit.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from agent_dispatch.errors import (
+    BudgetFailure,
+    CliFailure,
+    DispatchFailure,
+    PermissionFailure,
+    TimeoutFailure,
+    UsageLimitFailure,
+)
+from agent_dispatch.models import DENIED_TOOLS_MAX, DispatchResult, EffectiveAgent
+from agent_dispatch.runner.prompt import clean_text, parse_json_answer
+
+MESSAGE_MAX = 1000  # characters of CLI text quoted in an error message
+
+_USAGE_RE = re.compile(
+    r"usage limit|rate[ _-]?limit|too many requests|\b429\b|(?:hour|weekly|daily|opus|sonnet) limit reached|"
+    r"limit reached\W+resets|quota exceeded|credit balance is too low",
+    re.IGNORECASE,
+)
+_BUDGET_RE = re.compile(r"max[ _-]?budget|budget (?:limit|cap|exceeded|reached)|spend(?:ing)? (?:cap|limit)", re.I)
+_PERMISSION_RE = re.compile(
+    r"requested permissions? to|haven'?t granted|permission (?:to use \S+ )?(?:was |has been )?denied|"
+    r"not (?:been )?(?:allowed|permitted) to use|requires (?:your )?approval",
+    re.IGNORECASE,
+)
+_PERMISSION_TOOL_RE = re.compile(r"permissions? to (?:use )?([A-Za-z][\w.-]*(?:\([^)\n]{0,200}\))?)")
+_LOGIN_RE = re.compile(r"not logged in|/login|invalid api key|authentication", re.IGNORECASE)
+_TOOL_NAME_RE = re.compile(r"[^\x00-\x1f\x7f]{1,300}")
+
+
+@dataclass
+class RunOutcome:
+    """What one run left behind, as the runner observed it."""
+
+    result: dict[str, Any] | None = None
+    session_id: str | None = None
+    exit_code: int | None = None
+    stderr: str = ""
+    timed_out: bool = False
+    timeout_seconds: float = 0.0
+    last_text: str = ""
+    output_size: int = 0
+    duration_ms: int = 0
+
+
+# ---- lenient field readers -------------------------------------------------------------------
+
+
+def _str(value: Any) -> str | None:
+    return clean_text(value) if isinstance(value, str) and value else None
+
+
+def _cost(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def _count(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and math.isfinite(value):
+        value = int(value)
+    return value if isinstance(value, int) and value >= 0 else None
+
+
+def _tool_name(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    if not value or value.startswith("-") or not _TOOL_NAME_RE.fullmatch(value):
+        return None
+    return value
+
+
+def denied_tools(result: dict[str, Any] | None, text: str = "") -> list[str]:
+    """Names of the tools denied in a run (from `permission_denials`, else the error text), deduplicated."""
+    names: list[str] = []
+    denials = result.get("permission_denials") if result else None
+    if isinstance(denials, list):
+        for denial in denials:
+            name = _tool_name(denial.get("tool_name") or denial.get("name")) if isinstance(denial, dict) else None
+            name = name or _tool_name(denial)
+            if name and name not in names:
+                names.append(name)
+    if not names and text:
+        for match in _PERMISSION_TOOL_RE.finditer(text):
+            name = _tool_name(match.group(1))
+            if name and name not in names:
+                names.append(name)
+    return names[:DENIED_TOOLS_MAX]
+
+
+def permission_hint(agent: EffectiveAgent | str, denied: list[str]) -> str:
+    """The exact command that grants the denied tools on top of the agent's current ones."""
+    name = agent if isinstance(agent, str) else agent.name
+    existing = [] if isinstance(agent, str) else list(agent.allowed_tools)
+    tools = existing + [tool for tool in denied if tool not in existing]
+    if not tools:
+        return f"Grant the tools the agent needs: `agent-dispatch update {name} --allowed-tools <Tool,Tool>`."
+    command = f"agent-dispatch update {shlex.quote(name)} --allowed-tools {shlex.quote(','.join(tools))}"
+    return f"To allow {', '.join(denied) or 'the denied tools'}, run: `{command}`"
+
+
+def _quote(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MESSAGE_MAX else text[: MESSAGE_MAX - 1] + "…"
+
+
+# ---- classification --------------------------------------------------------------------------
+
+
+def _failure_from_result(agent: EffectiveAgent | str, result: dict[str, Any], text: str) -> DispatchFailure:
+    name = agent if isinstance(agent, str) else agent.name
+    subtype = result.get("subtype") if isinstance(result.get("subtype"), str) else ""
+    errors = result.get("errors")
+    errors = errors if isinstance(errors, list) else []
+    error_text = " ".join(str(e) for e in errors if isinstance(e, (str, int, float)))
+    said = _quote(text or error_text or subtype or "the CLI reported an error without a message")
+    everything = " ".join((subtype, text, error_text))
+    status = result.get("api_error_status")
+    if "budget" in subtype or _BUDGET_RE.search(everything):
+        current = agent.max_budget_usd if not isinstance(agent, str) else None
+        raise_to = f"{current * 2:g}" if current else "<amount>"
+        return BudgetFailure(
+            f"agent {name} stopped at its spend cap: {said}",
+            f"Raise the cap with `agent-dispatch update {name} --max-budget {raise_to}`, or resume the "
+            "session with a smaller task.",
+        )
+    if status == 429 or _USAGE_RE.search(everything):
+        return UsageLimitFailure(
+            f"the Claude account hit its usage or rate limit: {said}",
+            "Wait until the limit resets, then dispatch again (the session can be resumed).",
+        )
+    denied = denied_tools(result, everything)
+    if denied or _PERMISSION_RE.search(everything):
+        return PermissionFailure(f"agent {name} was denied a tool: {said}", permission_hint(agent, denied))
+    hint = "Resume the session to continue, or check the agent with `agent-dispatch test " + name + "`."
+    if _LOGIN_RE.search(everything):
+        hint = "Log the CLI in (run `claude` and /login in a terminal) or set ANTHROPIC_API_KEY."
+    elif subtype == "error_max_turns":
+        hint = "The agent ran out of turns; resume the session to let it continue."
+    return CliFailure(f"claude reported an error ({subtype or 'is_error'}): {said}", hint)
+
+
+def _failure_without_result(name: str, outcome: RunOutcome) -> DispatchFailure:
+    stderr = _quote(outcome.stderr.strip()[-MESSAGE_MAX:]) if outcome.stderr.strip() else ""
+    if _USAGE_RE.search(stderr):
+        return UsageLimitFailure(
+            f"the Claude account hit its usage or rate limit: {stderr}",
+            "Wait until the limit resets, then dispatch again.",
+        )
+    if outcome.output_size == 0:
+        what = "claude printed nothing"
+    else:
+        what = "claude's output held no result object (truncated or malformed JSON)"
+    code = outcome.exit_code
+    if code is not None and code < 0:
+        what += f"; it was killed by signal {-code}"
+    elif code is not None:
+        what += f"; exit code {code}"
+    if stderr:
+        what += f"; stderr: {stderr}"
+    hint = f"Run `agent-dispatch test {name}` to see what the CLI does in that directory."
+    if _LOGIN_RE.search(stderr):
+        hint = "Log the CLI in (run `claude` and /login in a terminal) or set ANTHROPIC_API_KEY."
+    return CliFailure(what, hint)
+
+
+def classify(agent: EffectiveAgent | str, outcome: RunOutcome, response_format: str = "") -> DispatchResult:
+    """The DispatchResult for a finished run. Never raises."""
+    name = agent if isinstance(agent, str) else agent.name
+    result = outcome.result
+    session = (_str(result.get("session_id")) if result else None) or outcome.session_id
+    if result is None:
+        if outcome.timed_out:
+            exc: DispatchFailure = TimeoutFailure(
+                f"agent {name} did not finish within {outcome.timeout_seconds:g} s; its processes were stopped",
+                f"Resume the session (session_id {session}) to continue, or raise the timeout with "
+                f"`agent-dispatch update {name} --timeout {int(outcome.timeout_seconds * 2) or 60}`."
+                if session
+                else f"Raise the timeout with `agent-dispatch update {name} --timeout "
+                f"{int(outcome.timeout_seconds * 2) or 60}`.",
+            )
+        else:
+            exc = _failure_without_result(name, outcome)
+        return DispatchResult.failure(
+            name, exc, session_id=session, result=clean_text(outcome.last_text), duration_ms=outcome.duration_ms
+        )
+
+    text = result.get("result")
+    text = clean_text(text) if isinstance(text, str) else ""
+    cli_duration = _count(result.get("duration_ms"))
+    fields: dict[str, Any] = {
+        "session_id": session,
+        "cost_usd": _cost(result.get("total_cost_usd")),
+        "duration_ms": cli_duration if cli_duration is not None else outcome.duration_ms,
+        "num_turns": _count(result.get("num_turns")),
+        "result": text,
+    }
+    subtype = result.get("subtype")
+    failed = result.get("is_error") is True or (isinstance(subtype, str) and subtype.startswith("error"))
+    if failed:
+        failure = _failure_from_result(agent, result, text)
+        denied = denied_tools(result, text) if isinstance(failure, PermissionFailure) else []
+        return DispatchResult.failure(name, failure, denied_tools=denied, **fields)
+    denied = denied_tools(result)
+    parsed = parse_json_answer(text) if response_format.strip().lower() == "json" else None
+    return DispatchResult(
+        agent=name,
+        success=True,
+        parsed_result=parsed,
+        denied_tools=denied,
+        hint=permission_hint(agent, denied) if denied else None,
+        **fields,
+    )
