@@ -1,0 +1,255 @@
+"""`init`, `add`, `update`, `remove`, `list`, `describe`: the agents in agents.yaml.
+
+Front-door code only: parse options, call `agent_dispatch.config`, print. Imports of the config
+package happen inside the commands so `agent-dispatch --help` stays light.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from agent_dispatch.cli._common import echo_error, usage_errors
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _agent_options(clearing: bool) -> Callable[[F], F]:
+    """The options `add` and `update` share; with `clearing`, the help says "none" clears."""
+    clear = ' "none" clears it.' if clearing else ""
+    options = [
+        click.option("-d", "--description", help="What the agent is for (generated from the project when omitted)."
+                     if not clearing else f"What the agent is for.{clear}"),
+        click.option("--timeout", metavar="SECONDS", help=f"Seconds a dispatch may run.{clear}"),
+        click.option("--model", metavar="NAME", help=f"Model for this agent's dispatches, e.g. sonnet.{clear}"),
+        click.option("--max-budget", metavar="USD", help=f"Spend cap per dispatch in US dollars.{clear}"),
+        click.option("--permission-mode", metavar="MODE",
+                     help=f"Claude Code permission mode, e.g. plan (see `agent-dispatch doctor`).{clear}"),
+        click.option("--allowed-tools", metavar="LIST",
+                     help=f'Comma-separated tools to allow, e.g. "Read,Grep"; "[]" for none.{clear}'),
+        click.option("--disallowed-tools", metavar="LIST",
+                     help=f'Comma-separated tools to deny; "[]" for none.{clear}'),
+    ]
+
+    def decorate(fn: F) -> F:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+def _changes(**values: Any) -> Any:
+    from agent_dispatch.config import AgentChanges
+
+    with usage_errors():
+        return AgentChanges.from_inputs(
+            description=values["description"],
+            timeout=values["timeout"],
+            max_budget_usd=values["max_budget"],
+            model=values["model"],
+            permission_mode=values["permission_mode"],
+            allowed_tools=values["allowed_tools"],
+            disallowed_tools=values["disallowed_tools"],
+        )
+
+
+def _check_name(name: str) -> None:
+    from agent_dispatch.models import check_agent_name
+
+    with usage_errors("NAME"):
+        check_agent_name(name)
+
+
+@click.command()
+def init() -> None:
+    """Create the config and register with Claude Code.
+
+    An existing config is never overwritten; an existing registration is left as it is.
+    """
+    from agent_dispatch import config
+    from agent_dispatch.cli import doctor
+    from agent_dispatch.errors import AgentDispatchError, ConfigError
+
+    store = config.ConfigStore()
+    if store.create():
+        click.echo(f"Created {store.path}")
+    else:
+        click.echo(f"Config {store.path} already exists; left unchanged.")
+        try:
+            store.load()
+        except ConfigError as exc:
+            echo_error(exc.message, exc.hint)
+
+    args = doctor.registration_args(doctor.server_command())
+    claude = config.claude_command()
+    if claude is None:
+        click.echo("Claude Code's `claude` command was not found, so agent-dispatch is not registered yet.")
+        click.echo(f"Install Claude Code ({doctor.INSTALL_FIX}), then run:")
+        click.echo("  " + shlex.join(["claude", *args]))
+        return
+    current = doctor.run_claude(claude, "mcp", "get", doctor.SERVER_NAME, timeout=doctor.MCP_TIMEOUT)
+    if current.ok:
+        shown = doctor.registered_command(current.out)
+        click.echo(f"agent-dispatch is already registered with Claude Code{f' ({shown})' if shown else ''}.")
+        ours = " ".join(doctor.server_command())
+        if shown and shown != ours:
+            click.echo(f"Note: that registration runs `{shown}`, not this agent-dispatch (`{ours}`). To switch:")
+            click.echo(f"  claude mcp remove {doctor.SERVER_NAME} -s user && agent-dispatch init")
+        return
+    added = doctor.run_claude(claude, *args, timeout=doctor.MCP_TIMEOUT)
+    if not added.ok:
+        raise AgentDispatchError(f"`claude mcp add` failed: {added.detail}",
+                                 f"Run it by hand: {shlex.join([claude, *args])}")
+    command = shlex.join(args[args.index("--") + 1 :])
+    click.echo(f"Registered agent-dispatch with Claude Code for all your projects: {command}")
+    click.echo("Next: `agent-dispatch add NAME DIR`, then ask Claude Code to call list_agents.")
+
+
+@click.command()
+@click.argument("name")
+@click.argument("directory")
+@_agent_options(clearing=False)
+def add(name: str, directory: str, **options: Any) -> None:
+    """Register project DIRECTORY as agent NAME."""
+    from agent_dispatch import config
+
+    _check_name(name)
+    changes = _changes(**options)
+    agent = config.add_agent_with_changes(config.ConfigStore(), name, directory, "", changes)
+    click.echo(f"Added agent {name!r}: {agent.directory}")
+    if not options["description"]:
+        click.echo(f"Description (generated): {agent.description}")
+        click.echo(f"Change it with: agent-dispatch update {shlex.quote(name)} -d \"...\"")
+
+
+@click.command()
+@click.argument("name")
+@_agent_options(clearing=True)
+def update(name: str, **options: Any) -> None:
+    """Change agent NAME.
+
+    Pass only the options to change; "none" clears a field (back to the default).
+    """
+    from agent_dispatch import config
+
+    changes = _changes(**options)
+    if not changes:
+        raise click.UsageError("nothing to change: pass at least one option (see `agent-dispatch update --help`).")
+    config.update_agent(config.ConfigStore(), name, changes)
+    click.echo(f"Updated agent {name!r}:")
+    for line in changes.summary():
+        click.echo(f"  {line}")
+
+
+@click.command()
+@click.argument("name")
+def remove(name: str) -> None:
+    """Unregister agent NAME (its directory is not touched)."""
+    from agent_dispatch import config
+
+    agent = config.remove_agent(config.ConfigStore(), name)
+    click.echo(f"Removed agent {name!r} ({agent.directory}); the directory itself was not touched.")
+
+
+def _tools(value: list[str]) -> str:
+    return ", ".join(value) if value else "none (explicit [])"
+
+
+@click.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the list_agents answer as JSON.")
+def list_agents(as_json: bool) -> None:
+    """List every agent with its health and full directory."""
+    from agent_dispatch import config
+
+    store = config.ConfigStore()
+    items = config.list_agents(store)
+    if as_json:
+        click.echo(json.dumps(items, indent=2, ensure_ascii=False))
+        return
+    if not items:
+        click.echo(f"No agents in {store.path}. Add one with: agent-dispatch add NAME DIR")
+        return
+    click.echo(f"{len(items)} agent(s) in {store.path}")
+    width = max(len(item["name"]) for item in items)
+    indent = " " * (width + 2)
+    for item in items:
+        health = "ok" if item["healthy"] else "UNHEALTHY"
+        problem = f"  ({item['problem']})" if item.get("problem") else ""
+        click.echo(f"{item['name']:<{width}}  {health:<9}  {item['directory']}{problem}")
+        if item["description"]:
+            click.echo(indent + item["description"])
+        extras = [f"permission mode: {item['permission_mode']}"] if item.get("permission_mode") else []
+        if "allowed_tools" in item or "disallowed_tools" in item:
+            for key, label in (("allowed_tools", "allowed tools"), ("disallowed_tools", "disallowed tools")):
+                extras.append(f"{label}: {_tools(item[key]) if key in item else 'inherited'}")
+        if extras:
+            click.echo(indent + "; ".join(extras))
+
+
+def _tool_state(value: list[str] | None, defaults: list[str]) -> str:
+    if value is None:
+        return f"inherited from settings ({', '.join(defaults) if defaults else 'none set'})"
+    return _tools(value)
+
+
+@click.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the inspect_agent answer as JSON.")
+@click.option("--preview-lines", type=click.IntRange(0, 200), default=0, show_default=True,
+              help="Also show the first lines of CLAUDE.md and the README.")
+def describe(name: str, as_json: bool, preview_lines: int) -> None:
+    """Show every field of agent NAME.
+
+    Effective values (settings defaults included) and what its project directory holds.
+    """
+    from agent_dispatch import config
+
+    loaded = config.ConfigStore().load()
+    agent = config.find_agent(loaded, name)
+    settings = loaded.settings
+    info = config.agent_inspection(name, agent, settings, preview_lines)
+    if as_json:
+        click.echo(json.dumps(info, indent=2, ensure_ascii=False))
+        return
+
+    def default(value: object, unset: str) -> str:
+        return f"{value} (settings default)" if value not in (None, "") else unset
+
+    servers = info["mcp_servers"]
+    rows = [
+        ("name", name),
+        ("directory", agent.directory),
+        ("description", agent.description or f"{info['description']} (generated; none stored)"),
+        ("timeout", f"{agent.timeout} s" if agent.timeout else f"{settings.default_timeout} s (settings default)"),
+        ("model", agent.model or "Claude Code's default"),
+        ("max budget", f"${agent.max_budget_usd:g} per dispatch" if agent.max_budget_usd
+         else default(settings.default_max_budget_usd and f"${settings.default_max_budget_usd:g}", "no cap")),
+        ("permission mode",
+         agent.permission_mode or default(settings.default_permission_mode, "Claude Code's default")),
+        ("allowed tools", _tool_state(agent.allowed_tools, settings.default_allowed_tools)),
+        ("disallowed tools", _tool_state(agent.disallowed_tools, settings.default_disallowed_tools)),
+        ("health", "ok" if info["healthy"] else f"UNHEALTHY: {info.get('problem', '')}"),
+        ("CLAUDE.md", "yes" if info["has_claude_md"] else "no"),
+        ("README", "yes" if info["has_readme"] else "no"),
+        (".mcp.json", (f"yes: {', '.join(servers)}" if servers else "yes (no servers)") if info["has_mcp_config"]
+         else "no"),
+        ("stacks", ", ".join(info["stacks"]) or "none detected"),
+        ("databases", ", ".join(info["dbs"]) or "none detected"),
+    ]
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        click.echo(f"{label + ':':<{width + 1}}  {value}")
+    for key, title in (("claude_md_preview", "CLAUDE.md"), ("readme_preview", "README")):
+        if key in info:
+            click.echo(f"\n--- {title} (first {preview_lines} lines) ---\n{info[key]}")
+
+
+def register(group: click.Group) -> None:
+    """Attach this module's commands to the top-level group."""
+    for command in (init, add, update, remove, list_agents, describe):
+        group.add_command(command)
