@@ -274,3 +274,45 @@ def test_recorded_info_is_verified_before_trusting_a_pid(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+async def test_detach_on_cancel_leaves_a_file_backed_run_to_finish_alone(fake_claude, agent, tmp_path):
+    gate = tmp_path / "gate"
+    fake = fake_claude(
+        f"""
+        prompt = read_prompt()
+        record(prompt)
+        while not os.path.exists({str(gate)!r}):
+            time.sleep(0.02)
+        emit_result("finished alone")
+        """
+    )
+    handles: list[RunHandle] = []
+    prompt = "big " * (1024 * 1024)
+    run_spec = RunSpec(
+        agent=agent, prompt=prompt, claude=os.environ["AGENT_DISPATCH_CLAUDE"], output_path=tmp_path / "d.out"
+    )
+    with anyio.move_on_after(0.5) as scope:
+        await run_claude(run_spec, on_spawn=handles.append, detach_on_cancel=True)
+    assert scope.cancelled_caught
+    info = handles[0].to_dict()
+    try:
+        assert run_alive(info)
+        gate.touch()
+        deadline = time.monotonic() + 10
+        while run_alive(info) and time.monotonic() < deadline:
+            await anyio.sleep(0.02)
+        result = collect_output(tmp_path / "d.out", agent)
+        assert result is not None and result.success and result.result == "finished alone"
+        assert fake.runs()[0]["stdin"] == prompt  # read from the private prompt file, not from us
+        assert not any(p.name.startswith("tmp") for p in tmp_path.iterdir())  # the prompt file is unlinked
+    finally:
+        kill_run(info)
+
+
+async def test_detach_on_cancel_does_not_apply_to_piped_runs(fake_claude, agent):
+    fake_claude("read_prompt(); time.sleep(60)\n")
+    handles: list[RunHandle] = []
+    with anyio.move_on_after(0.5):
+        await run_claude(spec(agent), on_spawn=handles.append, detach_on_cancel=True)
+    assert not alive(handles[0].pid)

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -77,6 +78,19 @@ def _open_private(path: Path) -> int:
     return fd
 
 
+def _prompt_file(directory: Path, prompt: bytes) -> int:
+    """An unlinked, owner-only file holding the prompt, positioned at its start, as a raw fd."""
+    fh = tempfile.TemporaryFile(dir=directory)
+    try:
+        fh.write(prompt)
+        fh.flush()
+        fd = os.dup(fh.fileno())
+    finally:
+        fh.close()
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
 def _read_tail(path: Path | None, limit: int = STDERR_TAIL) -> str:
     if path is None:
         return ""
@@ -90,7 +104,11 @@ def _read_tail(path: Path | None, limit: int = STDERR_TAIL) -> str:
 
 
 async def run_claude(
-    spec: RunSpec, *, on_event: OnEvent | None = None, on_spawn: OnSpawn | None = None
+    spec: RunSpec,
+    *,
+    on_event: OnEvent | None = None,
+    on_spawn: OnSpawn | None = None,
+    detach_on_cancel: bool = False,
 ) -> DispatchResult:
     """Run `claude -p` for `spec` and return its DispatchResult.
 
@@ -99,6 +117,11 @@ async def run_claude(
     only after every process of the run has been killed and has exited (shielded cleanup).
     `on_event` gets stream-json events as they arrive; `on_spawn` the RunHandle once the child
     exists. Both are called on the event loop and must be quick; their errors are logged.
+
+    `detach_on_cancel` (file-backed runs only): a cancelled call leaves the child running
+    instead of killing it, so a server shutting down does not take async jobs with it; find it
+    again with run_alive / collect_output / kill_run. (A file-backed child reads its prompt from
+    an unlinked private file, so it never depends on this process to feed it.)
     """
     name = spec.agent.name
     session = None if spec.resume else str(uuid.uuid4())
@@ -125,7 +148,7 @@ async def run_claude(
             ),
         )
     argv[0] = executable
-    run = _Run(spec, session or spec.resume, on_event)
+    run = _Run(spec, session or spec.resume, on_event, detach_on_cancel and spec.output_path is not None)
     try:
         return await run.execute(argv, on_spawn)
     except Exception as exc:  # a bug of ours must not crash the caller's server
@@ -136,8 +159,10 @@ async def run_claude(
 class _Run:
     """The state of one supervised run."""
 
-    def __init__(self, spec: RunSpec, session_id: str | None, on_event: OnEvent | None) -> None:
+    def __init__(self, spec: RunSpec, session_id: str | None, on_event: OnEvent | None, may_detach: bool) -> None:
         self.spec = spec
+        self.may_detach = may_detach
+        self.detached = False
         self.session_id = session_id
         self.began = time.monotonic()
         self._user_on_event = on_event
@@ -177,15 +202,23 @@ class _Run:
         out_path = spec.output_path
         err_path = error_path_for(out_path) if out_path else None
         token = new_token()
+        prompt = spec.prompt.encode("utf-8", errors="replace")
         fds: list[int] = []
         try:
             if out_path is not None and err_path is not None:
-                fds = [_open_private(out_path), _open_private(err_path)]
+                try:
+                    fds.append(_open_private(out_path))
+                    fds.append(_open_private(err_path))
+                    fds.append(_prompt_file(out_path.parent, prompt))
+                except OSError as exc:
+                    return DispatchResult.failure(
+                        spec.agent.name, CliFailure(f"cannot create the run's output file {out_path}: {exc}")
+                    )
             # Shielded: a cancel landing mid-spawn must not leave an unsupervised child.
             with anyio.CancelScope(shield=True):
                 proc = await anyio.open_process(
                     argv,
-                    stdin=subprocess.PIPE,
+                    stdin=fds[2] if fds else subprocess.PIPE,
                     stdout=fds[0] if fds else subprocess.PIPE,
                     stderr=fds[1] if fds else subprocess.PIPE,
                     cwd=spec.agent.directory,
@@ -213,17 +246,17 @@ class _Run:
                     on_spawn(handle)
                 except Exception:
                     log.exception("on_spawn callback failed")
-            await self._supervise(proc, handle)
+            await self._supervise(proc, handle, prompt)
         finally:
-            with anyio.CancelScope(shield=True):
-                await proc.aclose()
+            if not self.detached:  # closing a detached child's transport would kill it
+                with anyio.CancelScope(shield=True):
+                    await proc.aclose()
         return self._outcome(proc, err_path)
 
-    async def _supervise(self, proc: Process, handle: RunHandle) -> None:
-        prompt = self.spec.prompt.encode("utf-8", errors="replace")
+    async def _supervise(self, proc: Process, handle: RunHandle, prompt: bytes) -> None:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._feed, proc.stdin, prompt)
             if self.spec.output_path is None:
+                tg.start_soon(self._feed, proc.stdin, prompt)
                 tg.start_soon(self._read_stdout, proc.stdout)
                 tg.start_soon(self._read_stderr, proc.stderr)
             else:
@@ -231,11 +264,15 @@ class _Run:
             tg.start_soon(self._wait_exit, proc)
             try:
                 await self._until_finished()
+            except anyio.get_cancelled_exc_class():
+                self.detached = self.may_detach and not self.exited
+                raise
             finally:
-                with anyio.CancelScope(shield=True):
-                    await self._kill_tree(proc, handle)
-                    with anyio.move_on_after(DRAIN_TIMEOUT):
-                        await self.readers_done.wait()
+                if not self.detached:
+                    with anyio.CancelScope(shield=True):
+                        await self._kill_tree(proc, handle)
+                        with anyio.move_on_after(DRAIN_TIMEOUT):
+                            await self.readers_done.wait()
                 tg.cancel_scope.cancel()
 
     async def _until_finished(self) -> None:
