@@ -101,6 +101,13 @@ def _check_tool_names(tools: list[str] | None) -> list[str] | None:
     return tools
 
 
+def _refuse_bool(value: Any) -> Any:
+    # pydantic would read YAML `true` as 1 (second, dollar): a number was meant, say so.
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -125,6 +132,11 @@ class AgentConfig(_Strict):
         if "\x00" in value:
             raise ValueError("directory must not contain NUL")
         return value
+
+    @field_validator("timeout", "max_budget_usd", mode="before")
+    @classmethod
+    def _numbers_not_bool(cls, value: Any) -> Any:
+        return _refuse_bool(value)
 
     @field_validator("timeout")
     @classmethod
@@ -173,6 +185,11 @@ class Settings(_Strict):
     max_dispatch_depth: int = Field(default=3, ge=0)
     max_concurrency: int = Field(default=5, ge=1)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+
+    @field_validator("default_timeout", "default_max_budget_usd", mode="before")
+    @classmethod
+    def _numbers_not_bool(cls, value: Any) -> Any:
+        return _refuse_bool(value)
 
     @field_validator("default_max_budget_usd")
     @classmethod

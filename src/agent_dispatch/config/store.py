@@ -260,14 +260,15 @@ class ConfigStore:
         except OSError as exc:
             raise ConfigError(f"cannot read {path}: {exc.strerror or exc}",
                               f"Check that {path} is a readable file.") from None
-        with os.fdopen(fd, "rb") as fh:
-            st = os.fstat(fh.fileno())
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
             if stat.S_ISDIR(st.st_mode):
                 raise ConfigError(f"cannot read {path}: it is a directory, not a file",
                                   f"Move the directory away, or point {CONFIG_ENV} at the agents.yaml file.")
-            if not stat.S_ISREG(st.st_mode):
-                raise ConfigError(f"cannot read {path}: it is not a regular file",
-                                  f"Replace {path} with a YAML file (see agents.example.yaml).")
+            raise ConfigError(f"cannot read {path}: it is not a regular file",
+                              f"Replace {path} with a YAML file (see agents.example.yaml).")
+        with os.fdopen(fd, "rb") as fh:
             try:
                 data = fh.read(MAX_CONFIG_BYTES + 1)
             except OSError as exc:
