@@ -127,6 +127,16 @@ def registered_command(mcp_get_output: str) -> str | None:
     return f"{command.group(1)} {args.group(1)}".strip() if args else command.group(1)
 
 
+def registration_problem(mcp_get_output: str) -> str | None:
+    """Why Claude Code cannot connect to the registered server, from `claude mcp get`; None if it can
+    (or the output does not say)."""
+    status = re.search(r"^\s*Status:\s*(.+?)\s*$", mcp_get_output, re.MULTILINE)
+    if not status or ("connected" in status.group(1).lower() and "fail" not in status.group(1).lower()):
+        return None
+    issue = re.search(r"^\s*Issue:\s*(.+?)\s*$", mcp_get_output, re.MULTILINE)
+    return f"{status.group(1)}" + (f" ({issue.group(1)})" if issue else "")
+
+
 # --- the report ---------------------------------------------------------------------------
 
 
@@ -215,6 +225,11 @@ def _check_claude(report: _Report, claude: str | None) -> list[str] | None:
         report.ok(f"registered with Claude Code as {SERVER_NAME!r}" + (f": {shown}" if shown else ""))
         if shown and shown != ours:
             report.warn(f"the registration runs `{shown}`, not this agent-dispatch (`{ours}`)",
+                        f"claude mcp remove {SERVER_NAME} -s user && agent-dispatch init")
+        problem = registration_problem(registered.out)
+        if problem:
+            report.fail(f"Claude Code cannot connect to the registered server: {problem}",
+                        f"run `{shown or ours}` by hand to see why, then: "
                         f"claude mcp remove {SERVER_NAME} -s user && agent-dispatch init")
     else:
         report.fail(f"agent-dispatch is not registered with Claude Code ({registered.detail})", "agent-dispatch init")
