@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -524,3 +525,17 @@ def test_list_and_inspect_operations(store, project):
     assert inspected["claude_md_preview"] == "line one of the project notes" and inspected["timeout"] == 300
     with pytest.raises(AgentNotFoundError):
         config.inspect_agent(store, "b")
+
+
+def test_the_example_config_loads_and_shows_every_key(tmp_path):
+    from agent_dispatch.models import AgentConfig, CacheSettings, Settings
+
+    example = tmp_path / "agents.yaml"
+    example.write_bytes((Path(__file__).resolve().parent.parent / "agents.example.yaml").read_bytes())
+    loaded = ConfigStore(example).load()
+    raw = yaml.safe_load(example.read_text())
+    assert set(raw["agents"]["infra"]) == set(AgentConfig.model_fields)
+    assert set(raw["settings"]) == set(Settings.model_fields)
+    assert set(raw["settings"]["cache"]) == set(CacheSettings.model_fields)
+    assert loaded.agents["infra"].directory == os.path.expanduser("~/projects/infra")
+    assert loaded.agents["web"].allowed_tools is None
