@@ -92,12 +92,16 @@ async def test_grandchild_holding_stdout_does_not_hold_the_call(spawner, agent):
 
 
 async def test_timeout_kills_every_process_even_in_other_groups_and_ignoring_sigterm(spawner, agent):
-    pids_file = spawner([SLEEPER, SETSID, STUBBORN], "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)")
+    said = "emit({'type': 'assistant', 'message': {'content': [{'type': 'text', 'text': 'half way'}]}})"
+    pids_file = spawner(
+        [SLEEPER, SETSID, STUBBORN], f"{said}; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    )
     started = time.monotonic()
-    result = await run_claude(spec(agent, timeout=1.0))
+    result = await run_claude(spec(agent, timeout=1.0, stream=True))
     elapsed = time.monotonic() - started
     assert (result.success, result.error_type) == (False, "timeout")
     assert result.session_id  # a timed-out run can still be resumed
+    assert result.result == "half way"  # and what it had said is kept
     assert "1 s" in result.error and "--timeout" in result.hint
     assert elapsed < 1.0 + 2.0 + 1.0  # timeout, then SIGKILL within 2 s, then a prompt return
     pids = json.loads(pids_file.read_text())

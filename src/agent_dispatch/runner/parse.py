@@ -1,29 +1,34 @@
 """Reading what `claude -p` prints: the json result object and stream-json events.
 
-Output is decoded with replacement (invalid UTF-8 never fails a run) and parsed line by line;
-malformed lines are skipped. Only a JSON object with `"type": "result"` counts as a result.
+Output is decoded with replacement (invalid UTF-8 never fails a run) and read line by line;
+malformed lines are skipped. A result counts only when its own line parses as a JSON object
+with `"type": "result"`. A busy stream (tens of MB/s of events) is read in batches: lines the
+runner never needs (tool results) are not parsed at all.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from agent_dispatch.runner.prompt import clean_text
+
+log = logging.getLogger(__name__)
 
 EventKind = Literal["init", "text", "tool_use", "result"]
 
 TEXT_MAX = 4000  # characters of assistant text kept per event
 TOOL_INPUT_MAX = 200  # characters of a tool's input shown in a tool_use event
 RAW_MAX = 256 * 1024 * 1024  # json mode keeps at most this much output for a whole-output parse
+_HEAD = 40  # the start of a stream-json line, where the CLI puts its "type"
 _INPUT_KEYS = ("command", "file_path", "path", "pattern", "url", "query", "description", "prompt")
 
 
-@dataclass(frozen=True)
-class StreamEvent:
-    """One thing the agent did, from a stream-json line.
+class StreamEvent(NamedTuple):
+    """One thing the agent did, from a stream-json line (a tuple: cheap to make, immutable).
 
     kind `init` (session_id set), `text` (assistant text), `tool_use` (tool = name, text = a
     short rendering of its input), `result` (text = the answer, is_error).
@@ -45,12 +50,17 @@ class StreamEvent:
             line = ("error: " if self.is_error else "done: ") + self.text
         else:
             line = self.text
-        line = " ".join(line.split())
+        line = " ".join(line[: max_chars * 4].split())  # cut first: a busy stream calls this a lot
         return line if len(line) <= max_chars else line[: max(0, max_chars - 1)] + "…"
 
 
+_new_event = functools.partial(tuple.__new__, StreamEvent)  # skips NamedTuple's argument handling
+
+
 def _short(text: str, limit: int) -> str:
-    return clean_text(text if len(text) <= limit else text[: limit - 1] + "…")
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text if text.isascii() else clean_text(text)
 
 
 def _tool_input(value: Any) -> str:
@@ -66,31 +76,38 @@ def _tool_input(value: Any) -> str:
         return ""
 
 
+def _block_events(content: Any) -> list[StreamEvent]:
+    if content.__class__ is not list:
+        return []
+    events = []
+    for block in content:
+        if block.__class__ is not dict:
+            continue
+        kind = block.get("type")
+        if kind == "text":
+            text = block.get("text")
+            if text.__class__ is str and text and not text.isspace():
+                events.append(_new_event(("text", _short(text, TEXT_MAX), "", None, False)))
+        elif kind == "tool_use":
+            name = block.get("name")
+            name = _short(name, 200) if isinstance(name, str) else "?"
+            events.append(StreamEvent("tool_use", _tool_input(block.get("input")), name))
+    return events
+
+
 def events_from(obj: dict[str, Any]) -> list[StreamEvent]:
     """The events carried by one parsed stream-json object (often none)."""
     kind = obj.get("type")
+    if kind == "assistant":
+        message = obj.get("message")
+        return _block_events(message.get("content") if message.__class__ is dict else None)
     session = obj.get("session_id") if isinstance(obj.get("session_id"), str) else None
     if kind == "system" and obj.get("subtype") == "init":
         return [StreamEvent("init", session_id=session)]
     if kind == "result":
         text = obj.get("result") if isinstance(obj.get("result"), str) else ""
         return [StreamEvent("result", _short(text, TEXT_MAX), session_id=session, is_error=obj.get("is_error") is True)]
-    if kind != "assistant":
-        return []
-    message = obj.get("message")
-    content = message.get("content") if isinstance(message, dict) else None
-    if not isinstance(content, list):
-        return []
-    events = []
-    for block in content:
-        if not isinstance(block, dict):
-            continue
-        if block.get("type") == "text" and isinstance(block.get("text"), str) and block["text"].strip():
-            events.append(StreamEvent("text", _short(block["text"], TEXT_MAX), session_id=session))
-        elif block.get("type") == "tool_use":
-            name = block.get("name") if isinstance(block.get("name"), str) else "?"
-            events.append(StreamEvent("tool_use", _tool_input(block.get("input")), tool=_short(name, 200)))
-    return events
+    return []
 
 
 def load_object(line: bytes | bytearray | str) -> dict[str, Any] | None:
@@ -109,6 +126,11 @@ def load_object(line: bytes | bytearray | str) -> dict[str, Any] | None:
 
 def is_result(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("type") == "result"
+
+
+def _is_user(head: str) -> bool:
+    """Whether a line starts as a `user` (tool result) object: those never matter to us."""
+    return '"type":"user"' in head or '"type": "user"' in head
 
 
 def find_result(data: bytes) -> tuple[dict[str, Any] | None, str | None]:
@@ -138,8 +160,10 @@ def find_result(data: bytes) -> tuple[dict[str, Any] | None, str | None]:
 class OutputReader:
     """Consumes stdout as it arrives: splits lines, finds the result, emits stream events.
 
+    A line that may hold the result (or whose type is not at its start) is parsed on its own;
+    assistant and system lines are parsed in batches, and only when someone wants events.
     `keep_raw` (json mode) also keeps the whole output, up to RAW_MAX, for `finish()` to parse
-    a result printed over several lines.
+    a result printed over several lines. Errors raised by `on_event` are logged, not raised.
     """
 
     def __init__(
@@ -153,31 +177,44 @@ class OutputReader:
         self._raw: bytearray | None = bytearray() if keep_raw else None
         self._on_event = on_event
         self._on_change = on_change
+        self._event_failed = False
+        self._last_text = ""
+        self._last_assistant = ""  # without on_event: the newest assistant line, parsed only if needed
         self.result: dict[str, Any] | None = None
         self.session_id: str | None = None
-        self.last_text = ""
         self.size = 0
         self.eof = False
+
+    @property
+    def last_text(self) -> str:
+        """The newest assistant text seen (what a run that never finished had said last)."""
+        if self._last_assistant:
+            obj = load_object(self._last_assistant)
+            self._last_assistant = ""
+            texts = [event.text for event in events_from(obj) if event.kind == "text"] if obj else []
+            self._last_text = texts[-1] if texts else self._last_text
+        return self._last_text
 
     def feed(self, chunk: bytes) -> None:
         self.size += len(chunk)
         if self._raw is not None and len(self._raw) + len(chunk) <= RAW_MAX:
             self._raw += chunk
-        start = 0
-        if b"\n" in chunk:
-            data = self._pending + chunk if self._pending else chunk
-            end = data.rfind(b"\n")
-            for line in data[:end].split(b"\n"):
-                self._line(line)
-            start = end + 1
-            self._pending = bytearray(data[start:])
-        else:
+        end = chunk.rfind(b"\n")
+        if end < 0:
             self._pending += chunk
+            return
+        if self._pending:
+            self._pending += chunk[:end]
+            data = bytes(self._pending)
+        else:
+            data = chunk[:end]
+        self._pending = bytearray(chunk[end + 1 :])
+        self._block(data.decode("utf-8", errors="replace"))
 
     def finish(self) -> None:
         """End of output: parse the last unterminated line, then (json mode) the whole output."""
         if self._pending:
-            self._line(bytes(self._pending))
+            self._block(self._pending.decode("utf-8", errors="replace"))
             self._pending = bytearray()
         if self.result is None and self._raw:
             result, session = find_result(bytes(self._raw))
@@ -188,20 +225,80 @@ class OutputReader:
         self.eof = True
         self._changed()
 
-    def _line(self, line: bytes) -> None:
+    # ---- lines -----------------------------------------------------------------------------
+
+    def _block(self, text: str) -> None:
+        """Complete lines of output."""
+        events = self._on_event is not None
+        batch: list[str] = []
+        for line in text.split("\n"):
+            head = line[:_HEAD]
+            if '"type"' not in head or '"result"' in head:
+                if batch:
+                    self._batch(batch)
+                    batch = []
+                self._single(line)
+            elif _is_user(head):
+                continue
+            elif events:
+                batch.append(line)
+            elif '"assistant"' in head:
+                if '"type":"text"' in line or '"type": "text"' in line:
+                    self._last_assistant = line
+            elif self.session_id is None and '"system"' in head:
+                self._single(line)
+        if batch:
+            self._batch(batch)
+
+    def _single(self, line: str) -> None:
         obj = load_object(line)
-        if obj is None:
-            return
-        if obj.get("type") == "system" and isinstance(obj.get("session_id"), str):
-            self.session_id = self.session_id or obj["session_id"]
-        if self._on_event is not None or obj.get("type") == "assistant":
+        if obj is not None:
+            self._object(obj)
+
+    def _batch(self, lines: list[str]) -> None:
+        try:
+            values = json.loads("[" + ",".join(lines) + "]")
+            if len(values) != len(lines):
+                raise ValueError("a line held more or less than one value")
+        except (ValueError, RecursionError):
+            values = [load_object(line) for line in lines]
+        for index, value in enumerate(values):
+            if value.__class__ is not dict:
+                continue
+            kind = value.get("type")
+            if kind == "assistant":
+                message = value.get("message")
+                content = message.get("content") if message.__class__ is dict else None
+                for event in _block_events(content):
+                    self._deliver(event)
+            elif kind == "result":
+                self._single(lines[index])  # a result counts only when its own line parses
+            else:
+                self._object(value)
+
+    def _object(self, obj: dict[str, Any]) -> None:
+        kind = obj.get("type")
+        if kind == "system" and self.session_id is None and isinstance(obj.get("session_id"), str):
+            self.session_id = obj["session_id"]
+        if self._on_event is not None:
             for event in events_from(obj):
-                if event.kind == "text":
-                    self.last_text = event.text
-                if self._on_event is not None:
-                    self._on_event(event)
-        if is_result(obj):
+                self._deliver(event)
+        elif kind == "assistant":
+            self._last_assistant = ""
+            texts = [event.text for event in events_from(obj) if event.kind == "text"]
+            self._last_text = texts[-1] if texts else self._last_text
+        if kind == "result":
             self._found(obj)
+
+    def _deliver(self, event: StreamEvent) -> None:
+        if event.kind == "text":
+            self._last_text = event.text
+        try:
+            self._on_event(event)  # type: ignore[misc]
+        except Exception:
+            if not self._event_failed:
+                log.exception("on_event callback failed; later failures of this run are not logged")
+            self._event_failed = True
 
     def _found(self, result: dict[str, Any]) -> None:
         self.result = result

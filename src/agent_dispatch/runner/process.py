@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 DEPTH_ENV = "AGENT_DISPATCH_DEPTH"
 # Set by Claude Code in the processes it starts; a child `claude` seeing it refuses to run nested.
 _PARENT_SESSION_ENV = ("CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT")
+READ_SIZE = 1024 * 1024  # take whatever stdout has buffered, up to this, per read
 STDERR_TAIL = 64 * 1024  # bytes of stderr kept for error messages
 RESULT_LINGER = 1.0  # seconds a child may keep stdout open after printing its result
 EXIT_GRACE = 1.0  # seconds a child may take to exit after printing its result and closing stdout
@@ -165,10 +166,9 @@ class _Run:
         self.detached = False
         self.session_id = session_id
         self.began = time.monotonic()
-        self._user_on_event = on_event
         self.reader = OutputReader(
             keep_raw=not spec.stream,
-            on_event=self._emit if on_event is not None else None,
+            on_event=on_event,
             on_change=self._notify,
         )
         self.stderr = bytearray()
@@ -177,7 +177,6 @@ class _Run:
         self.result_at: float | None = None
         self.readers_done = anyio.Event()
         self._changed = anyio.Event()
-        self._event_failed = False
 
     # ---- wiring ----------------------------------------------------------------------------
 
@@ -186,14 +185,6 @@ class _Run:
             self.result_at = time.monotonic()
         self._changed.set()
         self._changed = anyio.Event()
-
-    def _emit(self, event: StreamEvent) -> None:
-        try:
-            self._user_on_event(event)  # type: ignore[misc]
-        except Exception:
-            if not self._event_failed:
-                log.exception("on_event callback failed; later failures of this run are not logged")
-            self._event_failed = True
 
     # ---- the run ---------------------------------------------------------------------------
 
@@ -326,9 +317,9 @@ class _Run:
     async def _read_stdout(self, stream: ByteReceiveStream | None) -> None:
         try:
             if stream is not None:
-                async for chunk in stream:
-                    self.reader.feed(chunk)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                while True:
+                    self.reader.feed(await stream.receive(READ_SIZE))
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             pass
         finally:
             self.reader.finish()
