@@ -522,7 +522,7 @@ def test_list_and_inspect_operations(store, project):
     [item] = config.list_agents(store)
     assert item["name"] == "a" and item["permission_mode"] == "plan" and item["healthy"]
     inspected = config.inspect_agent(store, "a", preview_lines=1)
-    assert inspected["claude_md_preview"] == "line one of the project notes" and inspected["timeout"] == 300
+    assert inspected["claude_md_preview"] == "line one of the project notes\n" and inspected["timeout"] == 300
     with pytest.raises(AgentNotFoundError):
         config.inspect_agent(store, "b")
 

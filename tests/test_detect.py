@@ -179,7 +179,9 @@ def test_a_removed_directory_turns_unhealthy(project):
 
 def test_preview_lines(project, tmp_path):
     path = project("p", {"CLAUDE.md": "".join(f"line {i}\n" for i in range(500))})
-    assert preview(path / "CLAUDE.md", 3) == "line 0\nline 1\nline 2"
+    assert preview(path / "CLAUDE.md", 3) == "line 0\nline 1\nline 2\n"
+    (path / "short.md").write_text("only\r\nline")
+    assert preview(path / "short.md", 5) == "only\r\nline"
     assert preview(path / "CLAUDE.md", 0) is None
     assert preview(None, 5) is None
     assert preview(tmp_path / "missing", 5) is None
@@ -209,7 +211,7 @@ def test_inspection_is_flat_with_effective_timeout(project):
         "name": "i", "directory": str(path), "description": out["description"], "timeout": 77, "model": "sonnet",
         "allowed_tools": ["Read"], "healthy": True, "has_claude_md": True, "has_readme": True,
         "has_mcp_config": False, "mcp_servers": [], "stacks": ["Go"], "dbs": [],
-        "claude_md_preview": "one\ntwo", "readme_preview": "r1\nr2",
+        "claude_md_preview": "one\ntwo\n", "readme_preview": "r1\nr2\n",
     }
     own = agent_inspection("i", AgentConfig(directory=str(path), timeout=5), settings, 0)
     assert own["timeout"] == 5 and "claude_md_preview" not in own and "readme_preview" not in own

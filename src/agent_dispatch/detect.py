@@ -84,13 +84,13 @@ def generate_description(directory: str | os.PathLike[str]) -> str:
 
 
 def preview(path: str | os.PathLike[str] | None, lines: int) -> str | None:
-    """The first `lines` lines of a text file, or None when there is nothing to show."""
+    """The first `lines` lines of a text file, line endings kept; None when there is nothing to show."""
     if path is None or lines <= 0:
         return None
     text = read_text(path, limit=min(PREVIEW_READ_LIMIT, lines * 1000))
     if text is None:
         return None
-    return "\n".join(text.splitlines()[:lines])
+    return "".join(text.splitlines(keepends=True)[:lines])
 
 
 def read_text(path: str | os.PathLike[str], limit: int = TEXT_READ_LIMIT) -> str | None:

@@ -246,7 +246,7 @@ def describe(name: str, as_json: bool, preview_lines: int) -> None:
         click.echo(f"{label + ':':<{width + 1}}  {value}")
     for key, title in (("claude_md_preview", "CLAUDE.md"), ("readme_preview", "README")):
         if key in info:
-            click.echo(f"\n--- {title} (first {preview_lines} lines) ---\n{info[key]}")
+            click.echo(f"\n--- {title} (first {preview_lines} lines) ---\n{info[key].rstrip()}")
 
 
 def register(group: click.Group) -> None:
