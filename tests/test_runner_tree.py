@@ -268,7 +268,8 @@ def test_recorded_info_is_verified_before_trusting_a_pid(tmp_path):
         real = RunHandle(pid=proc.pid, start_time=start, token=token).to_dict()
         # The sleeper does not carry the token: a recorded run with this pid must not be "alive" ...
         assert run_alive(real) is False
-        # ... and a recorded start time that differs (a recycled pid) is never signalled.
+        # ... and neither a wrong token nor a recorded start time that differs (a recycled pid) is signalled.
+        kill_run(real, grace=0.1)
         kill_run({**real, "start_time": start + 1}, grace=0.1)
         kill_run({**real, "boot_id": "another-boot"}, grace=0.1)
         for bad in ({}, {"pid": proc.pid}, {**real, "token": ""}, {**real, "pid": True}, {**real, "token": "x" * 32}):
@@ -320,3 +321,24 @@ async def test_detach_on_cancel_does_not_apply_to_piped_runs(fake_claude, agent)
     with anyio.move_on_after(0.5):
         await run_claude(spec(agent), on_spawn=handles.append, detach_on_cancel=True)
     assert not alive(handles[0].pid)
+
+
+def test_kill_run_without_a_start_time_still_finds_token_carriers(tmp_path):
+    token = "cd" * 16
+    env = {**os.environ, "AGENT_DISPATCH_RUN_TOKEN": f"{'ef' * 16}:{token}"}
+    carrier = subprocess.Popen([sys.executable, "-c", SETSID], env=env)
+    bystander = subprocess.Popen([sys.executable, "-c", SLEEPER], start_new_session=True)
+    try:
+        # The main process was gone before its start time could be read: its pid means nothing.
+        info = RunHandle(pid=bystander.pid, start_time=None, token=token).to_dict()
+        deadline = time.monotonic() + 5
+        while carrier.pid not in run_processes(info) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert run_processes(info) == [carrier.pid]
+        kill_run(info, grace=0.2)
+        assert carrier.wait(timeout=5) != 0
+        assert bystander.poll() is None
+    finally:
+        for proc in (carrier, bystander):
+            proc.kill()
+            proc.wait()

@@ -146,17 +146,20 @@ def find_processes(handle: RunHandle, *, recent_only: bool = False) -> list[tupl
     """(pid, start time) of every live process of the run: the main process, its group, token carriers.
 
     `recent_only` restricts the scan to pids allocated after the main process (cheap; used right
-    after a short run); it falls back to a full scan when the pid counter wrapped around.
+    after a short run); it falls back to a full scan when the pid counter wrapped around. Without
+    a recorded start time (the main process was gone before it could be read) only token carriers
+    count: a token cannot be recycled, a pid can.
     """
-    if handle.start_time is None or not os.path.isdir(_PROC):
+    if not os.path.isdir(_PROC):
         return []
     if recent_only:
         last = _last_pid()
         recent_only = last is not None and last >= handle.pid
+    since = handle.start_time if handle.start_time is not None else 0
     main = read_stat(handle.pid)
-    # A live process at the main pid with another start time means our group is gone (pid reused).
-    group_ok = main is None or main.start == handle.start_time
     token = handle.token.encode()
+    # The main process and its group count only while the main process is verifiably ours.
+    main_ok = _is_main(handle, main, token)
     me = os.getpid()
     found = []
     for name in os.listdir(_PROC):
@@ -166,11 +169,9 @@ def find_processes(handle: RunHandle, *, recent_only: bool = False) -> list[tupl
         if pid == me or (recent_only and pid < handle.pid):
             continue
         stat = main if pid == handle.pid else read_stat(pid)
-        if stat is None or stat.state in ("Z", "X", "x") or stat.start < handle.start_time:
+        if stat is None or stat.state in ("Z", "X", "x") or stat.start < since:
             continue
-        if pid == handle.pid:
-            ours = stat.start == handle.start_time
-        elif group_ok and stat.pgid == handle.pid:
+        if main_ok and (pid == handle.pid or stat.pgid == handle.pid):
             ours = True
         else:
             environ = read_environ(pid)
@@ -187,7 +188,7 @@ class TreeKiller:
         self.handle = handle
         self.recent_only = recent_only
         # Without /proc the group is all we can reach; the caller vouches that it is still ours.
-        self.group_fallback = group_fallback and (handle.start_time is None or not os.path.isdir(_PROC))
+        self.group_fallback = group_fallback and not os.path.isdir(_PROC)
         self._targets: dict[tuple[int, int], int | None] = {}
 
     def sweep(self, sig: int) -> int:
@@ -315,6 +316,17 @@ def _handle_here(info: Any) -> RunHandle | None:
     return handle
 
 
+def _is_main(handle: RunHandle, stat: ProcStat | None, token: bytes) -> bool:
+    """Whether `stat` (of handle.pid) is the run's live main process: same start time, carrying the token.
+
+    An unreadable environment (a non-dumpable process) leaves the start time as the proof.
+    """
+    if handle.start_time is None or stat is None or stat.state in ("Z", "X", "x") or stat.start != handle.start_time:
+        return False
+    environ = read_environ(handle.pid)
+    return environ is None or token in environ
+
+
 def run_alive(info: dict[str, Any]) -> bool:
     """Whether the main `claude` process of a recorded run (RunHandle.to_dict()) still runs.
 
@@ -322,13 +334,7 @@ def run_alive(info: dict[str, Any]) -> bool:
     process of the same user. False for malformed info.
     """
     handle = _handle_here(info)
-    if handle is None or handle.start_time is None:
-        return False
-    stat = read_stat(handle.pid)
-    if stat is None or stat.state in ("Z", "X", "x") or stat.start != handle.start_time:
-        return False
-    environ = read_environ(handle.pid)
-    return environ is None or handle.token.encode() in environ
+    return handle is not None and _is_main(handle, read_stat(handle.pid), handle.token.encode())
 
 
 def kill_run(info: dict[str, Any], grace: float = KILL_GRACE) -> None:
