@@ -168,7 +168,8 @@ def test_init_warns_about_a_broken_existing_config(runner, mcp_claude, write_con
     write_config("agents: [\n")
     result = run(runner, "init")
     assert result.exit_code == 0
-    assert "is not valid YAML" in result.stderr
+    assert result.stderr.startswith("Warning: ") and "is not valid YAML" in result.stderr
+    assert "Registered agent-dispatch" in result.stdout
 
 
 # --- add / update / remove ----------------------------------------------------------------
@@ -464,3 +465,18 @@ def test_list_imports_neither_mcp_nor_pydantic_once_validated(project, write_con
     assert "agent_dispatch.config" in imported
     assert not {"mcp", "pydantic", "agent_dispatch.models", "agent_dispatch.dispatcher"} & imported
     assert f"a  ok         {path}" in result.stdout
+
+
+@pytest.mark.parametrize("command", [["--help"], ["describe", "a"], ["update", "a", "--timeout", "5"], ["doctor"],
+                                     ["add", "b", "{dir}"], ["remove", "a"]])
+def test_agent_commands_never_import_mcp(project, write_config, command, monkeypatch, tmp_path):
+    monkeypatch.setenv("AGENT_DISPATCH_CLAUDE", str(tmp_path / "no-claude"))
+    path = project("p")
+    write_config(f"agents:\n  a: {{directory: {path}}}\n")
+    argv = [arg.replace("{dir}", str(path)) for arg in command]
+    code = f"import sys; sys.argv = ['agent-dispatch', *{argv!r}]; from agent_dispatch.cli import main; main()"
+    result = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time")}
+    assert "agent_dispatch.cli" in imported
+    assert not {name for name in imported if name == "mcp" or name.startswith("mcp.")}

@@ -23,9 +23,9 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def echo_error(message: str, hint: str | None = None) -> None:
-    """Print `Error: ...` and, when given, `Hint: ...` to stderr."""
-    click.echo(f"Error: {_one_line(message)}", err=True)
+def echo_error(message: str, hint: str | None = None, label: str = "Error") -> None:
+    """Print `Error: ...` (or another `label`) and, when given, `Hint: ...` to stderr."""
+    click.echo(f"{label}: {_one_line(message)}", err=True)
     if hint:
         click.echo(f"Hint: {_one_line(hint)}", err=True)
 

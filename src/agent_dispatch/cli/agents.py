@@ -82,8 +82,8 @@ def init() -> None:
         click.echo(f"Config {store.path} already exists; left unchanged.")
         try:
             store.load()
-        except ConfigError as exc:
-            echo_error(exc.message, exc.hint)
+        except ConfigError as exc:  # registering still helps; the config needs fixing either way
+            echo_error(exc.message, exc.hint, label="Warning")
 
     args = doctor.registration_args(doctor.server_command())
     claude = config.claude_command()
