@@ -351,7 +351,7 @@ class ConfigStore:
     def _fingerprint(self, data: bytes) -> str:
         import hashlib
 
-        digest = hashlib.sha256(_schema_identity().encode())
+        digest = hashlib.sha256(_schema_identity())
         digest.update(b"\0" + os.fsencode(self.path) + b"\0" + data)
         return digest.hexdigest()
 
@@ -424,16 +424,16 @@ class ConfigStore:
                               f"Check that {target.parent} is writable and the disk is not full.") from None
 
 
-def _schema_identity() -> str:
-    """Changes whenever the rules that validated a stamp could have changed."""
-    parts = [__version__]
+def _schema_identity() -> bytes:
+    """Changes whenever the rules that validated a stamp could have changed: the version and the
+    source of the schema and of this loader (contents, not mtimes: wheels carry fixed mtimes)."""
+    parts = [__version__.encode()]
     for path in (Path(__file__).parent.parent / "models.py", Path(__file__)):
         try:
-            st = os.stat(path)
-            parts.append(f"{path.name}:{st.st_size}:{st.st_mtime_ns}")
+            parts.append(path.read_bytes())
         except OSError:
-            parts.append(f"{path.name}:?")
-    return "|".join(parts)
+            parts.append(b"?")
+    return b"\0".join(parts)
 
 
 def _tighten(directory: Path) -> None:
