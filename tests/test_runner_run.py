@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent_dispatch.models import DENIED_TOOLS_MAX, EffectiveAgent
-from agent_dispatch.runner import TOKEN_ENV, RunSpec, StreamEvent, build_prompt, run_claude
+from agent_dispatch.runner import TOKEN_ENV, RunOutcome, RunSpec, StreamEvent, build_prompt, classify, run_claude
 
 
 @pytest.fixture
@@ -311,3 +311,46 @@ async def test_file_backed_run_writes_private_files_and_reports_the_result(fake_
     for path in (out, err):
         assert path.stat().st_mode & 0o777 == 0o600
     assert json.loads(Path(out).read_text().splitlines()[-1])["result"] == "filed: x"
+
+
+# ---- classification rules on their own ------------------------------------------------------
+
+
+def outcome(**result_fields) -> RunOutcome:
+    result = {"type": "result", "subtype": "error_during_execution", "is_error": True, "session_id": "s-9"}
+    result.update(result_fields)
+    return RunOutcome(result=result)
+
+
+@pytest.mark.parametrize(
+    ("fields", "error_type"),
+    [
+        ({"result": "Claude requested permissions to use Bash, but you haven't granted it yet."}, "permission"),
+        ({"result": "", "errors": ["Reached maximum budget ($1.00)"]}, "budget"),
+        ({"result": "5-hour limit reached ∙ resets 3pm", "permission_denials": [{"tool_name": "Bash"}]}, "usage_limit"),
+        ({"subtype": "error_max_turns", "result": ""}, "cli_error"),
+        ({"subtype": "success", "is_error": True, "result": "API Error: 400 bad request"}, "cli_error"),
+    ],
+)
+def test_error_results_are_classified(agent, fields, error_type):
+    result = classify(agent, outcome(**fields))
+    assert (result.success, result.error_type, result.session_id) == (False, error_type, "s-9")
+    assert result.error and result.hint
+
+
+def test_text_denial_names_the_tool_in_the_grant_command(agent):
+    result = classify(agent, outcome(result="Claude requested permissions to use Bash, but you haven't granted it."))
+    assert result.denied_tools == ["Bash"]
+    assert "`agent-dispatch update infra --allowed-tools Read,Bash`" in result.hint
+
+
+def test_grant_command_quotes_patterns_for_the_shell(agent):
+    result = classify(agent, outcome(permission_denials=[{"tool_name": "Bash(git push:*)"}, {"tool_name": "-evil"}]))
+    assert result.denied_tools == ["Bash(git push:*)"]  # a name that looks like an option is dropped
+    assert "--allowed-tools 'Read,Bash(git push:*)'" in result.hint
+
+
+def test_success_text_about_permissions_is_not_a_failure(agent):
+    ok = RunOutcome(result={"type": "result", "subtype": "success", "is_error": False, "result": "permission denied"})
+    result = classify(agent, ok)
+    assert result.success and result.denied_tools == [] and result.hint is None

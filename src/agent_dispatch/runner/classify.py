@@ -31,7 +31,9 @@ _USAGE_RE = re.compile(
     r"limit reached\W+resets|quota exceeded|credit balance is too low",
     re.IGNORECASE,
 )
-_BUDGET_RE = re.compile(r"max[ _-]?budget|budget (?:limit|cap|exceeded|reached)|spend(?:ing)? (?:cap|limit)", re.I)
+_BUDGET_RE = re.compile(
+    r"max(?:imum)?[ _-]?budget|budget\b.{0,30}\b(?:limit|cap|exceeded|reached)|spend(?:ing)? (?:cap|limit)", re.I
+)
 _PERMISSION_RE = re.compile(
     r"requested permissions? to|haven'?t granted|permission (?:to use \S+ )?(?:was |has been )?denied|"
     r"not (?:been )?(?:allowed|permitted) to use|requires (?:your )?approval",

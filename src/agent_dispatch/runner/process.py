@@ -1,10 +1,11 @@
 """Running one `claude -p` child under supervision and turning its end into a DispatchResult.
 
 The child gets its own session (process group), the agent's directory as cwd, the prompt on
-stdin (written from a task, then closed), and an environment carrying the nesting depth and a
-run token. stdout and stderr are read concurrently. The run is over when the main process has
-exited, or once the result has arrived and stdout has closed (or stayed open RESULT_LINGER
-past the result); then whatever the run left behind is killed, so nothing it started survives.
+stdin (a pipe written from a task, then closed; in file-backed mode an unlinked private file),
+and an environment carrying the nesting depth and a run token. stdout and stderr are read
+concurrently. The run is over when the main process has exited, or once the result has
+arrived and stdout has closed (or stayed open RESULT_LINGER past the result); then whatever
+the run left behind is killed, so nothing it started survives.
 """
 
 from __future__ import annotations
