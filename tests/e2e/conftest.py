@@ -117,12 +117,13 @@ class E2E:
                               env=self.env(), stdin=subprocess.DEVNULL, timeout=timeout)
 
     @asynccontextmanager
-    async def mcp(self) -> AsyncIterator[Any]:
-        """An MCP client session with `agent-dispatch serve` over stdio."""
+    async def mcp(self, **env: str) -> AsyncIterator[Any]:
+        """An MCP client session with `agent-dispatch serve` over stdio (`env`: extra variables)."""
         from mcp import Client
         from mcp.client.stdio import StdioServerParameters
 
-        params = StdioServerParameters(command=str(AGENT_DISPATCH), args=["serve"], env=self.env(), cwd=str(self.home))
+        params = StdioServerParameters(command=str(AGENT_DISPATCH), args=["serve"], env=self.env(**env),
+                                       cwd=str(self.home))
         async with Client(params) as client:
             yield client
 

@@ -32,6 +32,8 @@ def test_claude_code_calls_dispatch_and_gets_the_agent_answer(e2e):
 
     caller_dir = e2e.root / "projects" / "caller"
     caller_dir.mkdir()
+    (project / "CLAUDE.md").write_text("Infra project memory: marker-infra-7.\n")
+    (caller_dir / "CLAUDE.md").write_text("Caller project memory: marker-caller-3.\n")
     e2e.standin.script(
         # Listed first: the caller's second request (the tool result) must not reach the agent's reply.
         Reply(text="The infra agent says the disks are fine.", after_tool=True, match="answer from infra"),
@@ -46,8 +48,13 @@ def test_claude_code_calls_dispatch_and_gets_the_agent_answer(e2e):
     assert out["is_error"] is False and out["permission_denials"] == [], out
     assert out["result"] == "The infra agent says the disks are fine."
 
+    caller_request = e2e.standin.requests_mentioning("outer task: ask infra")[0]
     agent_request = e2e.standin.requests_mentioning("inner task: check disks")[0]
+    # The agent is its own Claude Code session in its own project, not a part of the caller's.
     assert f"Primary working directory: {project}" in agent_request.all_text()
+    assert "marker-infra-7" in agent_request.all_text() and "marker-caller-3" not in agent_request.all_text()
+    assert "marker-caller-3" in caller_request.all_text()
+    assert agent_request.headers["X-Claude-Code-Session-Id"] != caller_request.headers["X-Claude-Code-Session-Id"]
     final = e2e.standin.scripted_requests()[-1]
     assert final.reply is not None and final.reply.after_tool
     # What the caller's model was given as the tool result: our dispatch answer, the agent's text inside.

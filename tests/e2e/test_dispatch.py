@@ -192,3 +192,22 @@ async def test_option_like_task_reaches_the_model_as_text(e2e):
     assert "--dangerously-skip-permissions" in e2e.standin.scripted_requests()[0].newest_user_text()
     assert out["denied_tools"] == ["Write"]
     assert not target.exists()
+
+
+@pytest.mark.xfail(strict=True, reason="runner bug: child_env keeps the caller's CLAUDE_PROJECT_DIR")
+async def test_agent_tools_do_not_see_the_callers_project(e2e):
+    # Claude Code starts our server with CLAUDE_PROJECT_DIR (and other per-session variables) set to
+    # the caller's; the agent's claude does not reset it, so its Bash commands would see the caller's.
+    project = e2e.add_agent("infra", allowed_tools=["Bash"])
+    caller = e2e.root / "projects" / "caller"
+    caller.mkdir(parents=True)
+    e2e.standin.script(
+        Reply(text="", tool_name="Bash", tool_input={"command": "env > env.txt", "description": "env"}, match="dump"),
+        Reply(text="dumped", after_tool=True),
+    )
+    async with e2e.mcp(CLAUDE_PROJECT_DIR=str(caller), CLAUDECODE="1", CLAUDE_CODE_ENTRYPOINT="sdk-cli") as client:
+        out = await e2e.call(client, "dispatch", agent="infra", task="dump")
+    assert out["success"] is True and not out.get("denied_tools"), out
+    seen = dict(line.split("=", 1) for line in (project / "env.txt").read_text().splitlines() if "=" in line)
+    assert seen.get("AGENT_DISPATCH_DEPTH") == "1"
+    assert seen.get("CLAUDE_PROJECT_DIR") in (None, str(project))
