@@ -2,9 +2,9 @@
 
 Each command module has `register(group)`; every command runs inside the group's error
 boundary (see `_common`): exit 0 ok, 1 failure, 2 usage error. The agent commands are
-registered up front; the modules that pull in the dispatch engine (`run`, `jobs`) are
-registered only when a command is not found among those, or when help lists them all, so
-`agent-dispatch list` imports neither the engine nor pydantic.
+registered up front; the other modules (`doctor`, and `run` and `jobs`, which pull in the
+dispatch engine) are registered only when a command is not found among those, or when help
+lists them all, so `agent-dispatch list` imports neither the engine nor pydantic.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import click
 from agent_dispatch import __version__
 from agent_dispatch.cli._common import BoundaryGroup
 
-_EAGER_MODULES = ("agents", "doctor")
-_DEFERRED_MODULES = ("run", "jobs")
+_EAGER_MODULES = ("agents",)
+_DEFERRED_MODULES = ("doctor", "run", "jobs")
 
 
 class _Group(BoundaryGroup):

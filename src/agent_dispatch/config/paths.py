@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 CONFIG_ENV = "AGENT_DISPATCH_CONFIG"
@@ -34,5 +33,7 @@ def jobs_dir(cfg_path: Path | None = None) -> Path:
 def claude_command() -> str | None:
     """The `claude` executable to run: env AGENT_DISPATCH_CLAUDE (a path or a name looked up on
     PATH), else `claude` on PATH. None when it cannot be found or is not executable."""
+    import shutil
+
     value = os.environ.get(CLAUDE_ENV, "").strip()
     return shutil.which(os.path.expanduser(value) if value else "claude")
