@@ -211,3 +211,25 @@ async def test_agent_tools_do_not_see_the_callers_project(e2e):
     seen = dict(line.split("=", 1) for line in (project / "env.txt").read_text().splitlines() if "=" in line)
     assert seen.get("AGENT_DISPATCH_DEPTH") == "1"
     assert seen.get("CLAUDE_PROJECT_DIR") in (None, str(project))
+
+
+async def test_context_past_the_argv_limit_reaches_the_agent(e2e):
+    e2e.add_agent("infra")
+    context = "".join(f"line {n:06d} of a long log\n" for n in range(40_000)) + "END-OF-CONTEXT"  # ~1 MB
+    e2e.standin.script(Reply(text="read it all", match="END-OF-CONTEXT"))
+    async with e2e.mcp() as client:
+        out = await e2e.call(client, "dispatch", agent="infra", task="summarise the log", context=context)
+    assert out["success"] is True and out["result"] == "read it all", out
+    prompt = e2e.standin.scripted_requests()[0].newest_user_text()
+    assert "line 000000 of a long log" in prompt and "line 039999 of a long log" in prompt
+
+
+async def test_prompt_too_long_for_the_model_fails_without_calling_the_api(e2e):
+    # The real CLI refuses a prompt beyond the model's context window itself; nothing is sent.
+    e2e.add_agent("infra")
+    context = "lorem ipsum dolor sit amet " * 150_000  # ~4 MB
+    async with e2e.mcp() as client:
+        out = await e2e.call(client, "dispatch", agent="infra", task="summarise", context=context)
+    assert out["success"] is False and out["error_type"] == "cli_error", out
+    assert "too long" in out["error"].lower()
+    assert e2e.standin.message_requests() == []
