@@ -1,0 +1,366 @@
+"""The service: every dispatch workflow, behind both front doors.
+
+`Dispatcher` owns the one concurrency limiter and the result cache, re-reads the config on
+each call (cheaply), and turns requests into runs of `claude`. It returns typed objects
+(`DispatchResult`, `Job`) or plain dicts shaped by the contract; it knows nothing of MCP or click.
+Async jobs, refs and recovery live in `agent_dispatch.background`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+from pydantic import ValidationError
+
+from agent_dispatch import config as configmod
+from agent_dispatch.cache import ResultCache, cache_key
+from agent_dispatch.errors import AgentNotFoundError, BadArgumentError, RecursionFailure
+from agent_dispatch.limiter import Limiter
+from agent_dispatch.models import (
+    DIALOGUE_ROUNDS,
+    AppConfig,
+    DispatchRequest,
+    DispatchResult,
+    EffectiveAgent,
+)
+from agent_dispatch.runner import RunSpec, build_argv, build_prompt, current_depth, run_claude
+
+RESOLVED_MARK = "[RESOLVED]"
+ProgressFn = Callable[[str], Awaitable[None]]
+
+
+def parallel_cap(max_concurrency: int) -> int:
+    return max(100, 20 * max_concurrency)
+
+
+def _validation_message(exc: ValidationError, where: str) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "value"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    return f"{where}: " + "; ".join(parts)
+
+
+def make_request(where: str = "request", **fields: Any) -> DispatchRequest:
+    """Build a DispatchRequest, turning validation errors into one readable BadArgumentError."""
+    try:
+        return DispatchRequest(**fields)
+    except ValidationError as exc:
+        raise BadArgumentError(_validation_message(exc, where)) from None
+
+
+class Dispatcher:
+    """Runs dispatches. One per server process (or per CLI command)."""
+
+    def __init__(self, store: configmod.ConfigStore | None = None, *, claude: str | None = None) -> None:
+        self.store = store or configmod.ConfigStore()
+        self._claude = claude
+        self.limiter = Limiter(5)
+        self.cache = ResultCache(ttl=300, max_size=1000)
+        self.depth = current_depth()
+        self._config: AppConfig | None = None
+        self._agent_fingerprints: dict[str, EffectiveAgent] = {}
+
+    # -- configuration -------------------------------------------------------------------
+
+    def config(self) -> AppConfig:
+        """The current config (re-read when agents.yaml changed); applies settings to the limiter and cache."""
+        cfg = self.store.load()
+        if cfg is not self._config:
+            self._apply(cfg)
+        return cfg
+
+    def _apply(self, cfg: AppConfig) -> None:
+        settings = cfg.settings
+        self.limiter.set_capacity(settings.max_concurrency)
+        self.cache.reconfigure(ttl=settings.cache.ttl, max_size=settings.cache.max_size)
+        fresh = {name: EffectiveAgent.resolve(name, agent, settings) for name, agent in cfg.agents.items()}
+        for name, old in self._agent_fingerprints.items():
+            if fresh.get(name) != old:
+                self.cache.invalidate_agent(name)  # changed or removed: its entries can never be right again
+        self._agent_fingerprints = fresh
+        self._config = cfg
+
+    def agent(self, name: str, cfg: AppConfig | None = None) -> EffectiveAgent:
+        """The effective configuration of agent `name`, or AgentNotFoundError naming the available ones."""
+        cfg = cfg or self.config()
+        if not isinstance(name, str) or name not in cfg.agents:
+            available = ", ".join(sorted(cfg.agents)) or "none registered"
+            shown = name[:100] if isinstance(name, str) else repr(name)
+            raise AgentNotFoundError(
+                f"unknown agent {shown!r}; available agents: {available}",
+                "Call list_agents to see them, or register one with add_agent / `agent-dispatch add NAME DIR`.",
+            )
+        return EffectiveAgent.resolve(name, cfg.agents[name], cfg.settings)
+
+    def claude(self) -> str:
+        return self._claude or configmod.claude_command() or "claude"
+
+    # -- the one path every run takes -------------------------------------------------------
+
+    def spec(
+        self,
+        agent: EffectiveAgent,
+        req: DispatchRequest,
+        *,
+        stream: bool = False,
+        resume: str | None = None,
+        output_path: Any = None,
+    ) -> RunSpec:
+        prompt = build_prompt(req.task, req.context, req.caller, req.goal, req.response_format)
+        return RunSpec(
+            agent=agent,
+            prompt=prompt,
+            claude=self.claude(),
+            stream=stream,
+            resume=resume or None,
+            response_format=req.response_format,
+            depth=self.depth,
+            output_path=output_path,
+        )
+
+    def precheck(self, spec: RunSpec, cfg: AppConfig) -> DispatchResult | None:
+        """A failed result when the run must not start (recursion, a flag-like value), else None."""
+        limit = cfg.settings.max_dispatch_depth
+        if self.depth >= limit:
+            exc = RecursionFailure(
+                f"dispatch depth {self.depth} has reached max_dispatch_depth {limit}",
+                "Do the work here instead of dispatching again, or raise settings.max_dispatch_depth.",
+            )
+            return DispatchResult.failure(spec.agent.name, exc)
+        try:
+            build_argv(spec)
+        except Exception as exc:  # InvalidInputFailure: refused before anything ran
+            return DispatchResult.failure(spec.agent.name, exc)
+        return None
+
+    async def run(self, spec: RunSpec, cfg: AppConfig, *, on_event: Any = None, on_spawn: Any = None) -> DispatchResult:
+        """Run one `claude` process under the shared limiter; the slot is held until the child has exited."""
+        refused = self.precheck(spec, cfg)
+        if refused is not None:
+            return refused
+        async with self.limiter.slot():
+            return await run_claude(spec, on_event=on_event, on_spawn=on_spawn)
+
+    # -- workflows ---------------------------------------------------------------------------
+
+    async def dispatch(self, req: DispatchRequest, *, use_cache: bool = True) -> DispatchResult:
+        """One task to one agent; identical requests within the cache TTL are answered from memory."""
+        cfg = self.config()
+        agent = self.agent(req.agent, cfg)
+        caching = use_cache and cfg.settings.cache.enabled
+        key = cache_key(req, agent) if caching else None
+        if key is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                return hit
+        result = await self.run(self.spec(agent, req), cfg)
+        if key is not None:
+            self.cache.put(key, agent.name, result)
+        return result
+
+    async def dispatch_session(self, req: DispatchRequest, session_id: str = "") -> DispatchResult:
+        """Start or continue a conversation with an agent; never cached."""
+        cfg = self.config()
+        agent = self.agent(req.agent, cfg)
+        return await self.run(self.spec(agent, req, resume=session_id or None), cfg)
+
+    async def dispatch_stream(
+        self, req: DispatchRequest, on_progress: ProgressFn, interval: float = 0.1
+    ) -> DispatchResult:
+        """Like dispatch, reporting what the agent is doing through `on_progress` (throttled); never cached."""
+        cfg = self.config()
+        agent = self.agent(req.agent, cfg)
+        progress = _ThrottledProgress(on_progress, interval)
+
+        def on_event(event: Any) -> None:
+            progress.offer(describe_event(event))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(progress.pump)
+            result = await self.run(self.spec(agent, req, stream=True), cfg, on_event=on_event)
+            tg.cancel_scope.cancel()
+        await progress.flush()  # the newest message always reaches the client, even if throttled
+        return result
+
+    def parse_parallel(self, dispatches: Any) -> list[DispatchRequest]:
+        """Validate a dispatch_parallel call as a whole before anything runs."""
+        if isinstance(dispatches, str):
+            try:
+                items = json.loads(dispatches)
+            except RecursionError:
+                raise BadArgumentError("dispatches is nested too deeply to be a list of dispatches") from None
+            except ValueError as exc:
+                raise BadArgumentError(
+                    f"dispatches is not valid JSON: {exc}",
+                    'Pass a JSON string holding a list like [{"agent": "infra", "task": "..."}].',
+                ) from None
+        else:
+            items = dispatches
+        if not isinstance(items, list) or not items:
+            raise BadArgumentError(
+                "dispatches must be a non-empty JSON list of {agent, task, ...} objects",
+                'Example: [{"agent": "infra", "task": "check disk"}, {"agent": "web", "task": "run tests"}]',
+            )
+        cfg = self.config()
+        cap = parallel_cap(cfg.settings.max_concurrency)
+        if len(items) > cap:
+            raise BadArgumentError(f"dispatches holds {len(items)} items; at most {cap} are allowed per call")
+        requests = []
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise BadArgumentError(f"dispatches[{index}] must be an object with at least agent and task")
+            _check_item_keys(item, index)
+            req = make_request(f"dispatches[{index}]", **item)
+            self.agent(req.agent, cfg)
+            requests.append(req)
+        return requests
+
+    async def dispatch_parallel(self, requests: list[DispatchRequest], aggregate: str = "") -> Any:
+        """Run every request at once (bounded by the limiter); results in item order."""
+        from agent_dispatch import background  # refs are stored as job records
+
+        cfg = self.config()
+        if aggregate:
+            self.agent(aggregate, cfg)
+        results: list[dict[str, Any] | None] = [None] * len(requests)
+
+        async def one(index: int, req: DispatchRequest) -> None:
+            if req.return_ref:
+                results[index] = await background.dispatch_ref(self, req)
+            else:
+                results[index] = (await self.dispatch(req)).to_json()
+
+        async with anyio.create_task_group() as tg:
+            for index, req in enumerate(requests):
+                tg.start_soon(one, index, req)
+        if not aggregate:
+            return results
+        task = _aggregate_task(requests, results)
+        combined = await self.dispatch(make_request("aggregate", agent=aggregate, task=task))
+        return {"individual_results": results, "aggregated": combined.to_json()}
+
+    async def dialogue(self, requester: str, responder: str, topic: str, max_rounds: int = 3) -> dict[str, Any]:
+        """Two agents talk, each in its own session, until one writes [RESOLVED] or the rounds run out."""
+        low, high = DIALOGUE_ROUNDS
+        if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or not low <= max_rounds <= high:
+            raise BadArgumentError(f"max_rounds must be a whole number from {low} to {high}")
+        if not isinstance(topic, str) or not topic.strip():
+            raise BadArgumentError("topic must not be empty")
+        cfg = self.config()
+        agents = {"responder": self.agent(responder, cfg), "requester": self.agent(requester, cfg)}
+        sessions: dict[str, str | None] = {"responder": None, "requester": None}
+        conversation: list[dict[str, Any]] = []
+        out: dict[str, Any] = {"resolved": False, "rounds": 0, "total_cost_usd": 0.0, "total_duration_ms": 0}
+        message = _dialogue_opening(requester, topic)
+        final_answer = ""
+        for round_no in range(1, max_rounds + 1):
+            out["rounds"] = round_no
+            for role in ("responder", "requester"):
+                agent = agents[role]
+                req = make_request("dialogue", agent=agent.name, task=message)
+                result = await self.run(self.spec(agent, req, resume=sessions[role]), cfg)
+                sessions[role] = result.session_id or sessions[role]
+                out["total_cost_usd"] += result.cost_usd or 0.0
+                out["total_duration_ms"] += result.duration_ms or 0
+                text = result.result
+                conversation.append(
+                    {"agent": agent.name, "role": role, "round": round_no, "message": text, "cost_usd": result.cost_usd}
+                )
+                if role == "responder":
+                    final_answer = text.replace(RESOLVED_MARK, "").strip()
+                if not result.success:
+                    out.update(error=result.error, error_type=result.error_type)
+                    return _dialogue_end(out, conversation, final_answer)
+                if RESOLVED_MARK in text:
+                    out["resolved"] = True
+                    return _dialogue_end(out, conversation, final_answer)
+                other = "requester" if role == "responder" else "responder"
+                message = _dialogue_turn(agent.name, agents[other].name, text)
+        return _dialogue_end(out, conversation, final_answer)
+
+
+class _ThrottledProgress:
+    """Forwards the newest progress message at most once per `interval`; older unsent ones are dropped."""
+
+    def __init__(self, send: ProgressFn, interval: float) -> None:
+        self._send = send
+        self._interval = interval
+        self._latest: str | None = None
+        self._sent: str | None = None
+        self._changed = anyio.Event()
+
+    def offer(self, message: str | None) -> None:
+        if message:
+            self._latest = message
+            self._changed.set()
+
+    async def flush(self) -> None:
+        message = self._latest
+        if message is None or message is self._sent:
+            return
+        self._sent = message
+        try:
+            await self._send(message)
+        except Exception:  # noqa: BLE001, S110 - a client that stopped listening must not fail the run
+            pass
+
+    async def pump(self) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed = anyio.Event()
+            await self.flush()
+            await anyio.sleep(self._interval)
+
+
+_ITEM_KEYS = frozenset(DispatchRequest.model_fields)
+
+
+def _check_item_keys(item: dict[str, Any], index: int) -> None:
+    unknown = sorted(str(k)[:40] for k in item if k not in _ITEM_KEYS)
+    if unknown:
+        raise BadArgumentError(
+            f"dispatches[{index}] has unknown keys: {', '.join(unknown)}",
+            "Allowed keys: " + ", ".join(sorted(_ITEM_KEYS)),
+        )
+
+
+def describe_event(event: Any) -> str | None:
+    """One line for a progress notification: the agent's latest text or tool use."""
+    describe = getattr(event, "describe", None)
+    text = describe(300) if callable(describe) else getattr(event, "text", "")
+    return text or None
+
+
+def _aggregate_task(requests: list[DispatchRequest], results: list[dict[str, Any] | None]) -> str:
+    parts = ["Combine the results below, produced by other agents for the tasks shown, into one answer."]
+    for index, (req, res) in enumerate(zip(requests, results, strict=True), start=1):
+        res = res or {}
+        body = res.get("result") or res.get("summary") or ""
+        status = "succeeded" if res.get("success") else f"failed ({res.get('error') or 'no error text'})"
+        parts.append(f"### {index}. Agent {req.agent} {status}\nTask: {req.task}\nResult:\n{body}")
+    return "\n\n".join(parts)
+
+
+def _dialogue_opening(requester: str, topic: str) -> str:
+    return (
+        f"Agent '{requester}' starts a conversation with you about the topic below. Answer it from what you "
+        f"know of your project. When the matter is settled, write {RESOLVED_MARK} in your reply.\n\n{topic}"
+    )
+
+
+def _dialogue_turn(speaker: str, listener: str, text: str) -> str:
+    return (
+        f"Agent '{speaker}' replied:\n\n{text}\n\nContinue the conversation as agent '{listener}'. "
+        f"If the matter is settled, write {RESOLVED_MARK} in your reply."
+    )
+
+
+def _dialogue_end(out: dict[str, Any], conversation: list[dict[str, Any]], final_answer: str) -> dict[str, Any]:
+    out["total_cost_usd"] = round(out["total_cost_usd"], 6)
+    out["final_answer"] = final_answer
+    out["conversation"] = conversation
+    return out

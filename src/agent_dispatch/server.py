@@ -1,0 +1,401 @@
+"""The MCP front door: tool definitions over stdio (`agent-dispatch serve`).
+
+Each tool checks its arguments, calls the service, and answers one JSON value. A dict answer
+is sent both as text and as structured content (Claude Code hands the model the structured
+content and drops the text), so hints and errors always sit inside the JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from functools import wraps
+from typing import Any
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import ValidationError
+
+from agent_dispatch import __version__, background
+from agent_dispatch import config as configmod
+from agent_dispatch.dispatcher import Dispatcher, make_request
+from agent_dispatch.errors import AgentDispatchError, BadArgumentError
+from agent_dispatch.models import PREVIEW_LINES_MAX, WAIT_SECONDS_MAX, clamp
+
+INSTRUCTIONS = """\
+agent-dispatch hands a task to a Claude Code agent that lives in another project directory and
+returns its answer. Each agent runs `claude -p` in its own project, with that project's CLAUDE.md,
+MCP servers and tools. Start with list_agents to see who is there. Use dispatch for one task,
+dispatch_parallel for several independent ones, dispatch_session for a multi-turn conversation,
+dispatch_async (+ dispatch_wait / dispatch_status) for long tasks, return_ref + fetch_result for
+large answers. A failed result carries error_type and a hint that says what to do next."""
+
+
+def _answer(value: Any, *, is_error: bool = False) -> CallToolResult:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    structured = value if isinstance(value, dict) else None
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)], structured_content=structured, is_error=is_error
+    )
+
+
+def _envelope(exc: AgentDispatchError) -> CallToolResult:
+    return _answer(exc.envelope(), is_error=True)
+
+
+def _internal(exc: BaseException) -> CallToolResult:
+    name = type(exc).__name__
+    return _answer(
+        {"error": f"internal error ({name}): {str(exc)[:300]}", "hint": "Try again; if it persists, run "
+         "`agent-dispatch doctor` and report the error."},
+        is_error=True,
+    )
+
+
+def _boundary(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[CallToolResult]]:
+    """Turn every answer into JSON and every error into the contract's envelope, never a traceback."""
+
+    @wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> CallToolResult:
+        try:
+            return _answer(await fn(*args, **kwargs))
+        except AgentDispatchError as exc:
+            return _envelope(exc)
+        except ValidationError as exc:
+            return _envelope(BadArgumentError(_short_validation(exc)))
+        except Exception as exc:  # noqa: BLE001 - the server must answer, whatever went wrong
+            return _internal(exc)
+
+    return wrapper
+
+
+def _short_validation(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "value"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    return "invalid arguments: " + "; ".join(parts)
+
+
+def _finite(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise BadArgumentError(f"{name} must be a finite number")
+    return float(value)
+
+
+class _Server(MCPServer):
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        """Arguments that fail the input schema get the JSON envelope too, not bare text."""
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ValidationError):
+                message = _short_validation(cause)
+            else:
+                message = str(exc)[:500]
+            return _envelope(BadArgumentError(f"{name}: {message}"))
+
+
+class _State:
+    dispatcher: Dispatcher
+    jobs: background.JobManager
+
+
+def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
+    """The MCP server with every tool of the contract registered."""
+    state = _State()
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer) -> AsyncIterator[dict[str, Any]]:
+        state.dispatcher = dispatcher or Dispatcher()
+        async with anyio.create_task_group() as tg:
+            state.jobs = background.JobManager(state.dispatcher, tg)
+            tg.start_soon(state.jobs.recover_on_start)
+            try:
+                yield {}
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await state.jobs.shutdown(SHUTDOWN_REASON)
+                tg.cancel_scope.cancel()
+
+    server = _Server(name="agent-dispatch", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan)
+    server.agent_dispatch_state = state  # type: ignore[attr-defined]
+
+    def tool(description: str, *, read_only: bool = False) -> Callable[[Callable[..., Any]], Any]:
+        def register(fn: Callable[..., Any]) -> Any:
+            server.add_tool(
+                _boundary(fn),
+                name=fn.__name__,
+                description=description,
+                annotations=ToolAnnotations(read_only_hint=read_only) if read_only else None,
+                structured_output=False,
+            )
+            return fn
+
+        return register
+
+    # -- agents --------------------------------------------------------------------------
+
+    @tool("List the registered agents: name, directory, description, health, MCP servers and stacks. "
+          "Call this first to pick an agent for dispatch.", read_only=True)
+    async def list_agents() -> list[dict[str, Any]]:
+        cfg = state.dispatcher.config()
+        return [configmod.agent_listing(name, agent) for name, agent in cfg.agents.items()]
+
+    @tool("Show one agent in detail (configuration, project markers, CLAUDE.md / README previews of "
+          "`preview_lines` lines, 0..200, 0 = none). Starts nothing.", read_only=True)
+    async def inspect_agent(name: str, preview_lines: int = 40) -> dict[str, Any]:
+        cfg = state.dispatcher.config()
+        state.dispatcher.agent(name, cfg)
+        lines = clamp(preview_lines, 0, PREVIEW_LINES_MAX)
+        return configmod.agent_inspection(name, cfg.agents[name], cfg.settings, lines)
+
+    @tool("Register a project directory as an agent. `description` is generated from the project when "
+          "empty; `timeout` seconds (0 = default); `max_budget_usd` per dispatch (0 = none); tool lists are "
+          "comma-separated names such as 'Read,Grep'.")
+    async def add_agent(
+        name: str,
+        directory: str,
+        description: str = "",
+        timeout: int = 0,
+        max_budget_usd: float = 0,
+        permission_mode: str = "",
+        allowed_tools: str = "",
+        disallowed_tools: str = "",
+    ) -> dict[str, Any]:
+        _finite(max_budget_usd, "max_budget_usd")
+        changes = configmod.AgentChanges.from_inputs(
+            timeout=timeout,
+            max_budget_usd=max_budget_usd,
+            permission_mode=permission_mode,
+            allowed_tools=allowed_tools,
+            disallowed_tools=disallowed_tools,
+        )
+        agent = await anyio.to_thread.run_sync(
+            lambda: configmod.add_agent_with_changes(state.dispatcher.store, name, directory, description, changes)
+        )
+        return {"name": name, **agent.model_dump(exclude_none=True)}
+
+    @tool("Change an agent. Empty strings and 0 leave a field as it is; the string 'none' clears it (the agent "
+          "goes back to the default). Tool lists are comma-separated names.")
+    async def update_agent(
+        name: str,
+        description: str = "",
+        timeout: int | str = 0,
+        max_budget_usd: float | str = 0,
+        model: str = "",
+        permission_mode: str = "",
+        allowed_tools: str = "",
+        disallowed_tools: str = "",
+    ) -> dict[str, Any]:
+        if not isinstance(max_budget_usd, str):
+            _finite(max_budget_usd, "max_budget_usd")
+        changes = configmod.AgentChanges.from_inputs(
+            description=description,
+            timeout=timeout,
+            max_budget_usd=max_budget_usd,
+            model=model,
+            permission_mode=permission_mode,
+            allowed_tools=allowed_tools,
+            disallowed_tools=disallowed_tools,
+        )
+        agent = await anyio.to_thread.run_sync(
+            lambda: configmod.update_agent(state.dispatcher.store, name, changes)
+        )
+        return {"name": name, **agent.model_dump(exclude_none=True)}
+
+    @tool("Unregister an agent (its project directory is not touched).")
+    async def remove_agent(name: str) -> dict[str, Any]:
+        await anyio.to_thread.run_sync(lambda: configmod.remove_agent(state.dispatcher.store, name))
+        return {"removed": name}
+
+    # -- dispatching -----------------------------------------------------------------------
+
+    @tool("Give one task to one agent and wait for its answer. `context` is background the agent needs; "
+          "`caller` says who you are; `goal` says what the result is for; response_format='json' asks for one "
+          "JSON value (parsed into parsed_result). return_ref=true stores the full answer and returns a ref "
+          "with a `summary_chars`-long summary: use fetch_result(ref) to read it all.")
+    async def dispatch(
+        agent: str,
+        task: str,
+        context: str = "",
+        caller: str = "",
+        goal: str = "",
+        response_format: str = "",
+        return_ref: bool = False,
+        summary_chars: int = 500,
+    ) -> dict[str, Any]:
+        req = make_request(
+            agent=agent, task=task, context=context, caller=caller, goal=goal,
+            response_format=response_format, return_ref=return_ref, summary_chars=summary_chars,
+        )
+        if req.return_ref:
+            return await background.dispatch_ref(state.dispatcher, req)
+        return (await state.dispatcher.dispatch(req)).to_json()
+
+    @tool("Talk to an agent over several turns: leave session_id empty to start, then pass back the session_id "
+          "from its answer to continue the same conversation. Never cached.")
+    async def dispatch_session(
+        agent: str,
+        task: str,
+        session_id: str = "",
+        context: str = "",
+        caller: str = "",
+        goal: str = "",
+        response_format: str = "",
+    ) -> dict[str, Any]:
+        req = make_request(
+            agent=agent, task=task, context=context, caller=caller, goal=goal, response_format=response_format
+        )
+        return (await state.dispatcher.dispatch_session(req, session_id)).to_json()
+
+    @tool("Run several dispatches at once. `dispatches` is a JSON string holding a list of objects "
+          "{agent, task, context?, caller?, goal?, response_format?, return_ref?, summary_chars?}. Answers a list "
+          "of results in item order; with `aggregate` (an agent name) that agent also combines them, and the "
+          "answer is {individual_results, aggregated}. The whole call is refused if any item is invalid.")
+    async def dispatch_parallel(dispatches: str, aggregate: str = "") -> Any:
+        requests = state.dispatcher.parse_parallel(dispatches)
+        return await state.dispatcher.dispatch_parallel(requests, aggregate)
+
+    @tool("Like dispatch, but while the agent works you receive progress notifications with what it is "
+          "doing (its latest text or tool use). Never cached.")
+    async def dispatch_stream(
+        ctx: Context,
+        agent: str,
+        task: str,
+        context: str = "",
+        caller: str = "",
+        goal: str = "",
+        response_format: str = "",
+    ) -> dict[str, Any]:
+        req = make_request(
+            agent=agent, task=task, context=context, caller=caller, goal=goal, response_format=response_format
+        )
+        counter = {"n": 0}
+
+        async def progress(message: str) -> None:
+            counter["n"] += 1
+            await ctx.report_progress(counter["n"], None, message)
+
+        return (await state.dispatcher.dispatch_stream(req, progress)).to_json()
+
+    @tool("Let two agents talk until one of them writes [RESOLVED] or `max_rounds` (1..10) rounds pass. The "
+          "topic goes to the responder first; each round is the responder's message, then the requester's reply.")
+    async def dispatch_dialogue(requester: str, responder: str, topic: str, max_rounds: int = 3) -> dict[str, Any]:
+        return await state.dispatcher.dialogue(requester, responder, topic, max_rounds)
+
+    # -- cache -----------------------------------------------------------------------------
+
+    @tool("Statistics of the result cache (identical dispatches within the TTL are answered from memory).",
+          read_only=True)
+    async def cache_stats() -> dict[str, Any]:
+        state.dispatcher.config()
+        return state.dispatcher.cache.stats()
+
+    @tool("Empty the result cache so the next identical dispatch runs again.")
+    async def cache_clear() -> dict[str, Any]:
+        return {"cleared": state.dispatcher.cache.clear()}
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    @tool("Start a dispatch in the background and return at once with {job_id, status: 'pending', agent}. "
+          "Follow it with dispatch_wait(job_id) or dispatch_status(job_id). Use for long tasks.")
+    async def dispatch_async(
+        agent: str,
+        task: str,
+        context: str = "",
+        caller: str = "",
+        goal: str = "",
+        response_format: str = "",
+    ) -> dict[str, Any]:
+        req = make_request(
+            agent=agent, task=task, context=context, caller=caller, goal=goal, response_format=response_format
+        )
+        job = await state.jobs.start(req)
+        return {"job_id": job.id, "status": job.status, "agent": job.agent}
+
+    @tool("The record of a background job: status (pending, running, done, failed, cancelled), times (Unix "
+          "seconds), recent progress, and the dispatch result once finished.", read_only=True)
+    async def dispatch_status(job_id: str) -> dict[str, Any]:
+        return (await state.jobs.status(job_id)).to_json()
+
+    @tool("Wait up to `timeout_seconds` (default 60, at most 3600) for a background job to finish and return "
+          "its record; if it is still running the record comes back with timed_out_waiting: true.")
+    async def dispatch_wait(job_id: str, timeout_seconds: float = 60) -> dict[str, Any]:
+        seconds = min(max(_finite(timeout_seconds, "timeout_seconds"), 0.0), WAIT_SECONDS_MAX)
+        job, timed_out = await state.jobs.wait(job_id, seconds)
+        out = job.to_json()
+        if timed_out:
+            out["timed_out_waiting"] = True
+        return out
+
+    @tool("Cancel a background job: a pending job never runs; a running one has its process tree killed.")
+    async def dispatch_cancel(job_id: str) -> dict[str, Any]:
+        return await state.jobs.cancel(job_id)
+
+    @tool("List background jobs, newest first; `status` filters (pending, running, done, failed, cancelled); "
+          "`limit` 1..1000.", read_only=True)
+    async def dispatch_jobs(status: str = "", limit: int = 50) -> list[dict[str, Any]]:
+        jobs = await anyio.to_thread.run_sync(lambda: state.jobs.list(status or None, limit))
+        return [job.summary() for job in jobs]
+
+    @tool("Delete finished job records older than `max_age_days` (default 7). Pending and running jobs are "
+          "never deleted.")
+    async def dispatch_gc(max_age_days: float = 7) -> dict[str, Any]:
+        days = _finite(max_age_days, "max_age_days")
+        return {"deleted": await anyio.to_thread.run_sync(lambda: state.jobs.gc(days))}
+
+    @tool("Read a stored result by its ref (from return_ref) or dispatch_async job id. max_chars > 0 cuts the "
+          "text and adds truncated: true and full_size.", read_only=True)
+    async def fetch_result(ref: str, max_chars: int = 0) -> dict[str, Any]:
+        return await state.jobs.fetch_result(ref, max_chars)
+
+    return server
+
+
+SHUTDOWN_REASON = "the agent-dispatch server stopped before this job started"
+STOP_GRACE = 5.0
+
+
+async def _serve(server: MCPServer) -> None:
+    """Serve stdio until the client goes away or a stop signal arrives; both end in an orderly shutdown.
+
+    On SIGTERM/SIGINT/SIGHUP: queued jobs are failed with a reason, running dispatches are cancelled
+    (their process trees killed), detached job runs are left for a later server to collect, and the
+    process exits once no child is left, since the SDK's stdin reader thread cannot be interrupted.
+    """
+    state: _State = server.agent_dispatch_state  # type: ignore[attr-defined]
+    async with anyio.create_task_group() as tg:
+
+        async def watch_signals() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+                async for _ in signals:
+                    break
+            with anyio.CancelScope(shield=True):
+                if hasattr(state, "jobs"):
+                    await state.jobs.shutdown(SHUTDOWN_REASON)
+                tg.cancel_scope.cancel()
+                limiter = state.dispatcher.limiter if hasattr(state, "dispatcher") else None
+                with anyio.move_on_after(STOP_GRACE):
+                    while limiter is not None and (limiter.active or limiter.waiting):
+                        await anyio.sleep(0.02)
+                os._exit(0)
+
+        async def run() -> None:
+            await server.run_stdio_async()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(watch_signals)
+        tg.start_soon(run)
+
+
+def serve() -> None:
+    """Entry point of `agent-dispatch serve`."""
+    anyio.run(_serve, build_server())
