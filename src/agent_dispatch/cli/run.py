@@ -1,9 +1,83 @@
-"""`serve` and `test`: the commands that run dispatches (filled in by the dispatch engine work)."""
+"""`serve` and `test`: the commands that run dispatches."""
 
 from __future__ import annotations
 
+import json
+import sys
+
 import click
+
+from agent_dispatch.cli._common import boundary
+
+DEFAULT_TEST_TASK = "In two sentences: who are you, and what is this project?"
+
+
+@click.command()
+def serve() -> None:
+    """Serve the MCP tools over stdio (Claude Code starts this; see `agent-dispatch init`)."""
+    from agent_dispatch.server import serve as run_server
+
+    run_server()
+
+
+@click.command()
+@click.argument("name")
+@click.argument("task", required=False, default=DEFAULT_TEST_TASK)
+@click.option("--stream", is_flag=True, help="Show what the agent is doing while it works.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result object as JSON.")
+@boundary
+def test(name: str, task: str, stream: bool, as_json: bool) -> None:
+    """Run one dispatch to agent NAME through the same path the MCP tools use, and show the result."""
+    import anyio
+
+    from agent_dispatch.dispatcher import Dispatcher, make_request
+
+    dispatcher = Dispatcher()
+    req = make_request(agent=name, task=task)
+    dispatcher.agent(name)
+
+    async def progress(message: str) -> None:
+        click.echo(click.style("… ", fg="cyan") + message, err=True)
+
+    async def go():
+        if stream:
+            return await dispatcher.dispatch_stream(req, progress)
+        return await dispatcher.dispatch(req, use_cache=False)
+
+    result = anyio.run(go)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+    elif result.success:
+        click.echo(result.result)
+        _footer(result)
+    else:
+        click.echo(click.style(f"failed ({result.error_type}): ", fg="red") + (result.error or ""), err=True)
+        if result.result:
+            click.echo(result.result)
+        if result.hint:
+            click.echo(click.style("fix: ", fg="yellow") + result.hint, err=True)
+        if result.session_id:
+            click.echo(f"session: {result.session_id}", err=True)
+    if result.success and result.denied_tools and result.hint:
+        click.echo(click.style("note: ", fg="yellow") + result.hint, err=True)
+    sys.exit(0 if result.success else 1)
+
+
+def _footer(result) -> None:
+    bits = []
+    if result.duration_ms is not None:
+        bits.append(f"{result.duration_ms / 1000:.1f}s")
+    if result.cost_usd is not None:
+        bits.append(f"${result.cost_usd:.4f}")
+    if result.num_turns is not None:
+        bits.append(f"{result.num_turns} turns")
+    if result.session_id:
+        bits.append(f"session {result.session_id}")
+    if bits:
+        click.echo(click.style(" · ".join(bits), dim=True), err=True)
 
 
 def register(group: click.Group) -> None:
     """Attach this module's commands to the top-level group."""
+    group.add_command(serve)
+    group.add_command(test)

@@ -1,0 +1,371 @@
+"""Async jobs, result refs and recovery: the part of the service that outlives a tool call.
+
+A job's `claude` process writes to `<id>.out` in the jobs directory (file-backed mode), in its
+own session, so it survives the server that started it. The record names its owner server
+(pid + process start time) and the run (pid, start time, token). Any server can then tell a
+job of a live server (left alone) from one whose server died: a finished run is collected
+from its output file, a live run is adopted and collected when it ends, and a queued job is
+failed with the reason. This is how a paid result is never lost.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections import deque
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from agent_dispatch import config as configmod
+from agent_dispatch.dispatcher import Dispatcher
+from agent_dispatch.errors import BadArgumentError, JobRecordError
+from agent_dispatch.jobs import JobStore, TransitionRefused
+from agent_dispatch.models import DispatchRequest, DispatchResult, Job, check_job_id
+from agent_dispatch.runner import RunHandle, collect_output, kill_run, run_alive, run_claude
+from agent_dispatch.runner.tree import read_stat
+
+PROGRESS_TAIL = 20
+PROGRESS_WRITE_INTERVAL = 1.0
+ADOPT_POLL = 0.5
+ORPHAN_PENDING = "the agent-dispatch server that queued this job exited before it started; dispatch it again"
+ORPHAN_NO_RESULT = "the agent-dispatch server running this job exited and the run left no result"
+
+
+def process_start_time(pid: int) -> int | None:
+    stat = read_stat(pid)
+    return None if stat is None or stat.state == "Z" else stat.start
+
+
+def owner_info() -> dict[str, Any]:
+    pid = os.getpid()
+    return {"pid": pid, "start": process_start_time(pid)}
+
+
+def owner_alive(owner: dict[str, Any] | None) -> bool:
+    """Whether the server process that owns a job still runs (pid reuse ruled out by its start time)."""
+    if not owner:
+        return False
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    start = process_start_time(pid)
+    return start is not None and start == owner.get("start")
+
+
+def open_store() -> JobStore:
+    return JobStore(configmod.jobs_dir())
+
+
+async def dispatch_ref(dispatcher: Dispatcher, req: DispatchRequest) -> dict[str, Any]:
+    """Dispatch, store the full result as a job record, and answer a short ref payload."""
+    result = await dispatcher.dispatch(req)
+    now = time.time()
+    job = Job(
+        id=uuid.uuid4().hex,
+        status="done" if result.success else "failed",
+        agent=req.agent,
+        task=req.task,
+        created_at=now,
+        started_at=now,
+        completed_at=now,
+        result=result,
+        kind="ref",
+    )
+    store = open_store()
+    await anyio.to_thread.run_sync(store.create, job)
+    return ref_payload(job.id, result, req.summary_chars)
+
+
+def ref_payload(ref: str, result: DispatchResult, summary_chars: int) -> dict[str, Any]:
+    full = result.to_json()
+    out: dict[str, Any] = {
+        "ref": ref,
+        "agent": result.agent,
+        "success": result.success,
+        "size": len(result.result),
+        "summary": result.result[:summary_chars],
+        "summary_chars": summary_chars,
+    }
+    for key in ("session_id", "cost_usd", "duration_ms", "num_turns", "error", "error_type", "parsed_result",
+                "cached", "denied_tools", "hint"):
+        if key in full:
+            out[key] = full[key]
+    return out
+
+
+class JobManager:
+    """Starts, watches, cancels and recovers background jobs for one server (or one CLI command)."""
+
+    def __init__(self, dispatcher: Dispatcher, tg: TaskGroup | None = None, store: JobStore | None = None) -> None:
+        self.dispatcher = dispatcher
+        self.tg = tg
+        self.store = store or open_store()
+        self.owner = owner_info()
+        self._done_events: dict[str, anyio.Event] = {}
+        self._scopes: dict[str, anyio.CancelScope] = {}
+        self._handles: dict[str, dict[str, Any]] = {}
+        self._adopting: set[str] = set()
+        self._closing = False
+
+    # -- starting and running ------------------------------------------------------------
+
+    async def start(self, req: DispatchRequest) -> Job:
+        """Record a pending job and run it in the background; answers at once."""
+        if self.tg is None or self._closing:
+            raise BadArgumentError("this process cannot run background jobs", "Use the MCP server's dispatch_async.")
+        cfg = self.dispatcher.config()
+        self.dispatcher.agent(req.agent, cfg)
+        job = Job(
+            id=uuid.uuid4().hex,
+            status="pending",
+            agent=req.agent,
+            task=req.task,
+            created_at=time.time(),
+            owner=self.owner,
+            request=req.model_dump(),
+        )
+        await anyio.to_thread.run_sync(self.store.create, job)
+        self._done_events[job.id] = anyio.Event()
+        self.tg.start_soon(self._work, job.id, req)
+        return job
+
+    async def _work(self, job_id: str, req: DispatchRequest) -> None:
+        try:
+            with anyio.CancelScope() as scope:
+                self._scopes[job_id] = scope
+                await self._run(job_id, req)
+        finally:
+            self._scopes.pop(job_id, None)
+            self._handles.pop(job_id, None)
+            event = self._done_events.pop(job_id, None)
+            if event is not None:
+                event.set()
+
+    async def _run(self, job_id: str, req: DispatchRequest) -> None:
+        d = self.dispatcher
+        cfg = d.config()
+        try:
+            agent = d.agent(req.agent, cfg)
+        except Exception as exc:  # the agent was removed while the job waited
+            self._finish(job_id, DispatchResult.failure(req.agent, exc), from_status="pending")
+            return
+        spec = d.spec(agent, req, stream=True, output_path=self.store.path_for(job_id, ".out"))
+        refused = d.precheck(spec, cfg)
+        if refused is not None:
+            self._finish(job_id, refused, from_status="pending")
+            return
+        tail: deque[str] = deque(maxlen=PROGRESS_TAIL)
+        last_write = [0.0]
+
+        def on_spawn(handle: RunHandle) -> None:
+            info = handle.to_dict()
+            self._handles[job_id] = info
+            try:
+                self.store.transition(job_id, "running", started_at=time.time(), run=info)
+            except TransitionRefused:
+                kill_run(info)  # cancelled while it was starting: it must not run
+
+        def on_event(event: Any) -> None:
+            from agent_dispatch.dispatcher import describe_event
+
+            text = describe_event(event)
+            if not text:
+                return
+            tail.append(text[:200])
+            now = time.monotonic()
+            if now - last_write[0] >= PROGRESS_WRITE_INTERVAL:
+                last_write[0] = now
+                try:
+                    self.store.update(job_id, progress=list(tail))
+                except (TransitionRefused, JobRecordError):
+                    pass
+
+        async with d.limiter.slot():
+            current = self.store.get(job_id)
+            if current.status != "pending":
+                return  # cancelled while it waited for a slot: it never runs
+            result = await run_claude(spec, on_event=on_event, on_spawn=on_spawn, detach_on_cancel=True)
+        if tail:
+            try:
+                self.store.update(job_id, progress=list(tail))
+            except (TransitionRefused, JobRecordError):
+                pass
+        self._finish(job_id, result)
+
+    def _finish(self, job_id: str, result: DispatchResult, from_status: str | None = None) -> None:
+        """Record the end of a run; a job already terminal (cancelled meanwhile) stays as it is."""
+        status = "done" if result.success else "failed"
+        try:
+            self.store.transition(
+                job_id, status, completed_at=time.time(), result=result, error=None if result.success else result.error
+            )
+        except TransitionRefused:
+            pass
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def status(self, job_id: str) -> Job:
+        check_job_id(job_id)
+        job = await anyio.to_thread.run_sync(self.store.get, job_id)
+        if not job.terminal:
+            job = await self._resolve_if_orphaned(job)
+        return job
+
+    async def wait(self, job_id: str, timeout: float) -> tuple[Job, bool]:
+        """Wait for a job to end: on an event for our own jobs, with a widening poll for others'."""
+        job = await self.status(job_id)
+        deadline = anyio.current_time() + timeout
+        delay = 0.05
+        while not job.terminal:
+            remaining = deadline - anyio.current_time()
+            if remaining <= 0:
+                return job, True
+            event = self._done_events.get(job_id)
+            if event is not None:
+                with anyio.move_on_after(remaining):
+                    await event.wait()
+            else:
+                await anyio.sleep(min(delay, remaining))
+                delay = min(delay * 1.5, 1.0)
+            job = await self.status(job_id)
+        return job, False
+
+    def list(self, status: str | None, limit: int) -> list[Job]:
+        return self.store.list(status, limit)
+
+    def gc(self, max_age_days: float) -> int:
+        return self.store.gc(max_age_days)
+
+    async def fetch_result(self, ref: str, max_chars: int = 0) -> dict[str, Any]:
+        job = await self.status(ref)
+        if job.result is None:
+            raise BadArgumentError(
+                f"job {ref} is {job.status} and has no result yet",
+                "Call dispatch_wait with this id to wait for it." if not job.terminal else
+                "The job ended without a result; see its error with dispatch_status.",
+            )
+        out = job.result.to_json()
+        out["ref"] = ref
+        if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 0:
+            raise BadArgumentError("max_chars must be a whole number >= 0 (0 = everything)")
+        if max_chars and len(job.result.result) > max_chars:
+            out["result"] = job.result.result[:max_chars]
+            out["truncated"] = True
+            out["full_size"] = len(job.result.result)
+        return out
+
+    # -- cancelling ------------------------------------------------------------------------------
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        check_job_id(job_id)
+        job = await anyio.to_thread.run_sync(self.store.get, job_id)
+        if job.terminal:
+            return {"outcome": "already_terminal", "job": job.to_json()}
+        if job.status == "pending":
+            try:
+                job = self.store.transition(job_id, "cancelled", completed_at=time.time(),
+                                            error="cancelled before it started")
+                scope = self._scopes.get(job_id)
+                if scope is not None:
+                    scope.cancel()
+                return {"outcome": "cancelled", "job": job.to_json()}
+            except TransitionRefused as exc:
+                job = exc.job  # it started meanwhile: fall through to the running case
+                if job.terminal:
+                    return {"outcome": "already_terminal", "job": job.to_json()}
+        handle = self._handles.get(job_id) or job.run
+        if not handle:
+            return {"outcome": "running", "job": job.to_json(),
+                    "hint": "The job is starting in another process; try dispatch_cancel again in a moment."}
+        try:
+            job = self.store.transition(job_id, "cancelled", completed_at=time.time(), error="cancelled while running")
+        except TransitionRefused as exc:
+            return {"outcome": "already_terminal", "job": exc.job.to_json()}
+        await anyio.to_thread.run_sync(kill_run, handle)
+        scope = self._scopes.get(job_id)
+        if scope is not None:
+            scope.cancel()
+        return {"outcome": "cancelled_running", "job": job.to_json()}
+
+    # -- recovery ----------------------------------------------------------------------------------
+
+    async def recover_on_start(self) -> None:
+        """Resolve the jobs that dead servers left pending or running (never a live server's)."""
+        try:
+            jobs = await anyio.to_thread.run_sync(self.store.unfinished)
+        except Exception:  # noqa: BLE001 - an unreadable jobs dir must not stop the server
+            return
+        for job in jobs:
+            try:
+                await self._resolve_if_orphaned(job)
+            except Exception:  # noqa: BLE001, S112 - one damaged record must not stop the others
+                continue
+
+    async def _resolve_if_orphaned(self, job: Job) -> Job:
+        if job.terminal or job.owner == self.owner or owner_alive(job.owner) or job.id in self._adopting:
+            return job
+        if job.status == "pending":
+            try:
+                return self.store.transition(job.id, "failed", completed_at=time.time(), error=ORPHAN_PENDING)
+            except TransitionRefused as exc:
+                return exc.job
+        handle = job.run or {}
+        if handle and run_alive(handle):
+            if self.tg is not None:
+                self._adopting.add(job.id)
+                self.tg.start_soon(self._adopt, job)
+            return job
+        return self._collect(job)
+
+    def _collect(self, job: Job) -> Job:
+        request = job.request or {}
+        result = collect_output(self.store.path_for(job.id, ".out"), job.agent, request.get("response_format", ""))
+        try:
+            if result is None:
+                return self.store.transition(job.id, "failed", completed_at=time.time(), error=ORPHAN_NO_RESULT)
+            status = "done" if result.success else "failed"
+            return self.store.transition(job.id, status, completed_at=time.time(), result=result,
+                                         error=None if result.success else result.error)
+        except TransitionRefused as exc:
+            return exc.job
+
+    async def _adopt(self, job: Job) -> None:
+        """Watch a run whose server died; enforce its timeout; collect it when it ends."""
+        try:
+            handle = job.run or {}
+            timeout = self._timeout_for(job)
+            deadline = (job.started_at or job.created_at) + timeout
+            while run_alive(handle):
+                if time.time() > deadline:
+                    await anyio.to_thread.run_sync(kill_run, handle)
+                    break
+                await anyio.sleep(ADOPT_POLL)
+            self._collect(job)
+        finally:
+            self._adopting.discard(job.id)
+
+    def _timeout_for(self, job: Job) -> float:
+        try:
+            return float(self.dispatcher.agent(job.agent).timeout)
+        except Exception:  # noqa: BLE001 - the agent may be gone; fall back to the default
+            return float(self.dispatcher.config().settings.default_timeout)
+
+    # -- stopping --------------------------------------------------------------------------------------
+
+    async def shutdown(self, reason: str) -> None:
+        """Fail our queued jobs with `reason`; running ones keep going and are collected by a later server."""
+        self._closing = True
+        for job_id, scope in list(self._scopes.items()):
+            try:
+                job = self.store.get(job_id)
+            except Exception:  # noqa: BLE001, S112
+                continue
+            if job.status == "pending":
+                try:
+                    self.store.transition(job_id, "failed", completed_at=time.time(), error=reason)
+                except TransitionRefused:
+                    pass
+            scope.cancel()
