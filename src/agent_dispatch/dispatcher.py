@@ -284,25 +284,29 @@ class Dispatcher:
 
 
 class _ThrottledProgress:
-    """Forwards the newest progress message at most once per `interval`; older unsent ones are dropped."""
+    """Sends progress at most once per `interval`; messages that arrive in between are joined, not dropped."""
+
+    JOINED_MAX = 300
 
     def __init__(self, send: ProgressFn, interval: float) -> None:
         self._send = send
         self._interval = interval
-        self._latest: str | None = None
-        self._sent: str | None = None
+        self._pending: list[str] = []
         self._changed = anyio.Event()
 
     def offer(self, message: str | None) -> None:
         if message:
-            self._latest = message
+            self._pending.append(message)
+            del self._pending[:-4]  # a burst keeps only its newest few
             self._changed.set()
 
     async def flush(self) -> None:
-        message = self._latest
-        if message is None or message is self._sent:
+        if not self._pending:
             return
-        self._sent = message
+        message = " | ".join(self._pending)
+        self._pending.clear()
+        if len(message) > self.JOINED_MAX:
+            message = "…" + message[-(self.JOINED_MAX - 1):]
         try:
             await self._send(message)
         except Exception:  # noqa: BLE001, S110 - a client that stopped listening must not fail the run

@@ -194,10 +194,9 @@ async def test_option_like_task_reaches_the_model_as_text(e2e):
     assert not target.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="runner bug: child_env keeps the caller's CLAUDE_PROJECT_DIR")
 async def test_agent_tools_do_not_see_the_callers_project(e2e):
     # Claude Code starts our server with CLAUDE_PROJECT_DIR (and other per-session variables) set to
-    # the caller's; the agent's claude does not reset it, so its Bash commands would see the caller's.
+    # the caller's; the agent's claude must not inherit it, or its Bash commands would see the caller's.
     project = e2e.add_agent("infra", allowed_tools=["Bash"])
     caller = e2e.root / "projects" / "caller"
     caller.mkdir(parents=True)

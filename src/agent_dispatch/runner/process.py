@@ -45,8 +45,9 @@ from agent_dispatch.runner.tree import (
 log = logging.getLogger(__name__)
 
 DEPTH_ENV = "AGENT_DISPATCH_DEPTH"
-# Set by Claude Code in the processes it starts; a child `claude` seeing it refuses to run nested.
-_PARENT_SESSION_ENV = ("CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT")
+# Set by Claude Code in the processes it starts (our server included): a child `claude` seeing the
+# first two refuses to run nested, and CLAUDE_PROJECT_DIR would point the agent at the caller's project.
+_PARENT_SESSION_ENV = ("CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT", "CLAUDE_PROJECT_DIR")
 READ_SIZE = 1024 * 1024  # take whatever stdout has buffered, up to this, per read
 STDERR_TAIL = 64 * 1024  # bytes of stderr kept for error messages
 RESULT_LINGER = 1.0  # seconds a child may keep stdout open after printing its result
