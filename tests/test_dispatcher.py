@@ -182,3 +182,22 @@ async def test_dialogue_ends_on_resolved(two_agents, fake_claude, tmp_path, monk
     assert "which port?" in fake.runs()[0]["stdin"]
     with pytest.raises(BadArgumentError):
         await Dispatcher().dialogue("alpha", "beta", "x", max_rounds=11)
+
+
+async def test_cancelled_caller_holds_its_slot_until_the_child_is_gone(two_agents, fake_claude):
+    two_agents(max_concurrency=1)
+    fake = fake_claude("""
+import signal, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+record(read_prompt())
+time.sleep(60)
+""")
+    d = Dispatcher()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(d.dispatch, make_request(agent="alpha", task="stubborn"))
+        while not fake.runs():
+            await anyio.sleep(0.02)
+        tg.cancel_scope.cancel()
+    pid = fake.runs()[0]["pid"]
+    assert d.limiter.active == 0
+    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
