@@ -177,7 +177,7 @@ class Dispatcher:
         progress = _ThrottledProgress(on_progress, interval)
 
         def on_event(event: Any) -> None:
-            progress.offer(describe_event(event))
+            progress.offer(event)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(progress.pump)
@@ -291,20 +291,26 @@ class _ThrottledProgress:
     def __init__(self, send: ProgressFn, interval: float) -> None:
         self._send = send
         self._interval = interval
-        self._pending: list[str] = []
+        self._pending: list[Any] = []
         self._changed = anyio.Event()
 
-    def offer(self, message: str | None) -> None:
-        if message:
-            self._pending.append(message)
+    def offer(self, item: Any) -> None:
+        """Queue a message or a stream event; an event is described only if it is sent (a busy
+        stream offers tens of thousands per second, of which a few are sent)."""
+        if item:
+            self._pending.append(item)
             del self._pending[:-4]  # a burst keeps only its newest few
-            self._changed.set()
+            if not self._changed.is_set():
+                self._changed.set()
 
     async def flush(self) -> None:
         if not self._pending:
             return
-        message = " | ".join(self._pending)
+        texts = [item if isinstance(item, str) else describe_event(item) for item in self._pending]
         self._pending.clear()
+        message = " | ".join(text for text in texts if text)
+        if not message:
+            return
         if len(message) > self.JOINED_MAX:
             message = "…" + message[-(self.JOINED_MAX - 1):]
         try:
