@@ -96,6 +96,14 @@ def ref_payload(ref: str, result: DispatchResult, summary_chars: int) -> dict[st
     return out
 
 
+def _progress_texts(events: Any) -> list[str]:
+    """The progress tail as stored: one short line per event that has something to show."""
+    from agent_dispatch.dispatcher import describe_event
+
+    texts = (describe_event(event) for event in events)
+    return [text[:200] for text in texts if text]
+
+
 class JobManager:
     """Starts, watches, cancels and recovers background jobs for one server (or one CLI command)."""
 
@@ -157,29 +165,25 @@ class JobManager:
         if refused is not None:
             self._finish(job_id, refused, from_status="pending")
             return
-        tail: deque[str] = deque(maxlen=PROGRESS_TAIL)
+        tail: deque[Any] = deque(maxlen=PROGRESS_TAIL)  # events; described only when written
         last_write = [0.0]
 
         def on_spawn(handle: RunHandle) -> None:
             info = handle.to_dict()
             self._handles[job_id] = info
+            last_write[0] = time.monotonic()  # the running record is written now: progress waits its turn
             try:
                 self.store.transition(job_id, "running", started_at=time.time(), run=info)
             except TransitionRefused:
                 kill_run(info)  # cancelled while it was starting: it must not run
 
         def on_event(event: Any) -> None:
-            from agent_dispatch.dispatcher import describe_event
-
-            text = describe_event(event)
-            if not text:
-                return
-            tail.append(text[:200])
+            tail.append(event)
             now = time.monotonic()
             if now - last_write[0] >= PROGRESS_WRITE_INTERVAL:
                 last_write[0] = now
                 try:
-                    self.store.update(job_id, progress=list(tail))
+                    self.store.update(job_id, progress=_progress_texts(tail))
                 except (TransitionRefused, JobRecordError):
                     pass
 
@@ -188,19 +192,20 @@ class JobManager:
             if current.status != "pending":
                 return  # cancelled while it waited for a slot: it never runs
             result = await run_claude(spec, on_event=on_event, on_spawn=on_spawn, detach_on_cancel=True)
-        if tail:
-            try:
-                self.store.update(job_id, progress=list(tail))
-            except (TransitionRefused, JobRecordError):
-                pass
-        self._finish(job_id, result)
+        # One write for the end and the final progress, off the event loop (fsync takes milliseconds).
+        progress = _progress_texts(tail)
+        await anyio.to_thread.run_sync(lambda: self._finish(job_id, result, progress=progress))
 
-    def _finish(self, job_id: str, result: DispatchResult, from_status: str | None = None) -> None:
+    def _finish(
+        self, job_id: str, result: DispatchResult, from_status: str | None = None, progress: list[str] | None = None
+    ) -> None:
         """Record the end of a run; a job already terminal (cancelled meanwhile) stays as it is."""
         status = "done" if result.success else "failed"
+        extra: dict[str, Any] = {"progress": progress} if progress else {}
         try:
             self.store.transition(
-                job_id, status, completed_at=time.time(), result=result, error=None if result.success else result.error
+                job_id, status, completed_at=time.time(), result=result, error=None if result.success else result.error,
+                **extra,
             )
         except TransitionRefused:
             pass
