@@ -354,3 +354,26 @@ def test_success_text_about_permissions_is_not_a_failure(agent):
     ok = RunOutcome(result={"type": "result", "subtype": "success", "is_error": False, "result": "permission denied"})
     result = classify(agent, ok)
     assert result.success and result.denied_tools == [] and result.hint is None
+
+
+# Result objects as the real CLI 2.1.328 prints them (see tests/e2e): subtype stays "success".
+REAL_API_ERROR = {
+    "type": "result", "subtype": "success", "is_error": True, "result": "API Error: 400 bad request",
+    "session_id": "5b1f9c7e-0000-4000-8000-000000000001", "terminal_reason": "api_error", "api_error_status": 400,
+}
+REAL_TOO_LONG = {
+    "type": "result", "subtype": "success", "is_error": True, "result": "Prompt is too long",
+    "session_id": "5b1f9c7e-0000-4000-8000-000000000002", "terminal_reason": "prompt_too_long",
+    "api_error_status": None,
+}
+
+
+def test_real_cli_api_error_is_named_by_its_terminal_reason():
+    out = classify("infra", RunOutcome(result=REAL_API_ERROR, exit_code=1))
+    assert out.error_type == "cli_error" and "(api_error)" in out.error and "(success)" not in out.error
+    assert out.session_id == REAL_API_ERROR["session_id"]
+
+
+def test_real_cli_prompt_too_long_says_to_shorten_it():
+    out = classify("infra", RunOutcome(result=REAL_TOO_LONG, exit_code=1))
+    assert out.error_type == "cli_error" and "shorten" in out.hint and "Resume" not in out.hint

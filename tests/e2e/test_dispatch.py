@@ -146,6 +146,7 @@ async def test_api_400_is_a_cli_error_with_the_message(e2e):
     async with e2e.mcp() as client:
         out = await e2e.call(client, "dispatch", agent="infra", task="bad")
     assert out["success"] is False and out["error_type"] == "cli_error", out
+    assert "(success)" not in out["error"], out
     assert "scripted invalid request" in out["error"]
     assert UUID_RE.fullmatch(out.get("session_id") or ""), out
 
@@ -230,5 +231,5 @@ async def test_prompt_too_long_for_the_model_fails_without_calling_the_api(e2e):
     async with e2e.mcp() as client:
         out = await e2e.call(client, "dispatch", agent="infra", task="summarise", context=context)
     assert out["success"] is False and out["error_type"] == "cli_error", out
-    assert "too long" in out["error"].lower()
+    assert "too long" in out["error"].lower() and "shorten" in out["hint"]
     assert e2e.standin.message_requests() == []

@@ -119,6 +119,9 @@ def permission_hint(agent: EffectiveAgent | str, denied: list[str]) -> str:
     return f"To allow {', '.join(denied) or 'the denied tools'}, run: `{command}`"
 
 
+_TOO_LONG_RE = re.compile(r"prompt is too long", re.IGNORECASE)
+
+
 def _quote(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= MESSAGE_MAX else text[: MESSAGE_MAX - 1] + "…"
@@ -152,12 +155,21 @@ def _failure_from_result(agent: EffectiveAgent | str, result: dict[str, Any], te
     denied = denied_tools(result, everything)
     if denied or _PERMISSION_RE.search(everything):
         return PermissionFailure(f"agent {name} was denied a tool: {said}", permission_hint(agent, denied))
+    # The real CLI says subtype "success" on API errors; terminal_reason names what really happened.
+    reason = result.get("terminal_reason") if isinstance(result.get("terminal_reason"), str) else ""
+    if not subtype.startswith("error"):
+        subtype = ""
     hint = "Resume the session to continue, or check the agent with `agent-dispatch test " + name + "`."
     if _LOGIN_RE.search(everything):
         hint = "Log the CLI in (run `claude` and /login in a terminal) or set ANTHROPIC_API_KEY."
     elif subtype == "error_max_turns":
         hint = "The agent ran out of turns; resume the session to let it continue."
-    return CliFailure(f"claude reported an error ({subtype or 'is_error'}): {said}", hint)
+    elif reason == "prompt_too_long" or _TOO_LONG_RE.search(everything):
+        hint = "The prompt is larger than the model's context window: shorten the task or context and dispatch again."
+    elif reason == "api_error" or isinstance(status, int):
+        hint = "The model API refused the request; check the message, then dispatch again."
+    label = reason if reason and reason != "completed" else subtype or "is_error"
+    return CliFailure(f"claude reported an error ({label}): {said}", hint)
 
 
 def _failure_without_result(name: str, outcome: RunOutcome) -> DispatchFailure:
