@@ -88,6 +88,13 @@ def _check_positive_finite(value: float | None, what: str) -> float | None:
     return value
 
 
+def _check_flag_value(value: str | None) -> str | None:
+    """A configured value that will follow a CLI option: non-empty, not option-like."""
+    if value is not None and (not value.strip() or value.startswith("-")):
+        raise ValueError("must be a non-empty value that does not start with '-'")
+    return value
+
+
 def _check_tool_names(tools: list[str] | None) -> list[str] | None:
     if tools is None:
         return None
@@ -153,9 +160,7 @@ class AgentConfig(_Strict):
     @field_validator("model", "permission_mode")
     @classmethod
     def _flag_value(cls, value: str | None) -> str | None:
-        if value is not None and (not value.strip() or value.startswith("-")):
-            raise ValueError("must be a non-empty value that does not start with '-'")
-        return value
+        return _check_flag_value(value)
 
     @field_validator("allowed_tools", "disallowed_tools")
     @classmethod
@@ -199,9 +204,7 @@ class Settings(_Strict):
     @field_validator("default_permission_mode")
     @classmethod
     def _mode(cls, value: str | None) -> str | None:
-        if value is not None and (not value.strip() or value.startswith("-")):
-            raise ValueError("must be a non-empty value that does not start with '-'")
-        return value
+        return _check_flag_value(value)
 
     @field_validator("default_allowed_tools", "default_disallowed_tools", mode="before")
     @classmethod
