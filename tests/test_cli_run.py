@@ -133,3 +133,24 @@ def test_job_of_a_dead_server_is_resolved_by_the_cli(agent):
     proc = subprocess.run([SCRIPT, "job", job.id, "--json"], capture_output=True, text=True, timeout=60)
     record = json.loads(proc.stdout)
     assert record["status"] == "failed" and "exited before it started" in record["error"]
+
+
+def test_cancel_unknown_job_says_not_found(agent):
+    out = run("cancel", uuid.uuid4().hex)
+    assert out.exit_code == 1 and "No job" in out.output
+
+
+def test_missing_configured_claude_is_named(agent, monkeypatch):
+    monkeypatch.setenv("AGENT_DISPATCH_CLAUDE", "/nonexistent/claude-bin")
+    out = run("test", "infra", "hi")
+    assert out.exit_code == 1 and "not_found" in out.output and "/nonexistent/claude-bin" in out.output
+
+
+def test_a_shared_jobs_directory_is_not_locked_down(agent, tmp_path, monkeypatch):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    monkeypatch.setenv("AGENT_DISPATCH_JOBS_DIR", str(shared))
+    job = make_job("done")
+    assert (shared.stat().st_mode & 0o7777) == 0o1777
+    assert (shared / f"{job.id}.json").stat().st_mode & 0o777 == 0o600

@@ -138,6 +138,8 @@ async def test_errors_are_json_envelopes(agents, fake_claude):
             assert "error" in await call(client, "dispatch_status", job_id=hostile)
             assert "error" in await call(client, "fetch_result", ref=hostile)
 
+        assert (await call(client, "dispatch_cancel", job_id="b" * 32))["outcome"] == "not_found"
+
         flag = await call(client, "dispatch_session", agent="infra", task="x", session_id="--dangerously-skip")
         assert flag["success"] is False and flag["error_type"] == "invalid_input"
         assert fake.runs() == []

@@ -21,7 +21,7 @@ from anyio.abc import TaskGroup
 
 from agent_dispatch import config as configmod
 from agent_dispatch.dispatcher import Dispatcher
-from agent_dispatch.errors import BadArgumentError, JobRecordError
+from agent_dispatch.errors import BadArgumentError, JobNotFoundError, JobRecordError
 from agent_dispatch.jobs import JobStore, TransitionRefused
 from agent_dispatch.models import DispatchRequest, DispatchResult, Job, check_job_id
 from agent_dispatch.runner import RunHandle, collect_output, kill_run, run_alive, run_claude
@@ -266,7 +266,10 @@ class JobManager:
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
         check_job_id(job_id)
-        job = await anyio.to_thread.run_sync(self.store.get, job_id)
+        try:
+            job = await anyio.to_thread.run_sync(self.store.get, job_id)
+        except JobNotFoundError:
+            return {"outcome": "not_found", "hint": "No job has this id; dispatch_jobs lists the known ones."}
         if job.terminal:
             return {"outcome": "already_terminal", "job": job.to_json()}
         if job.status == "pending":

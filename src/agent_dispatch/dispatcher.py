@@ -9,6 +9,7 @@ Async jobs, refs and recovery live in `agent_dispatch.background`.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -97,7 +98,8 @@ class Dispatcher:
         return EffectiveAgent.resolve(name, cfg.agents[name], cfg.settings)
 
     def claude(self) -> str:
-        return self._claude or configmod.claude_command() or "claude"
+        """The claude executable; a configured one that cannot be found is kept, so the error names it."""
+        return self._claude or configmod.claude_command() or os.environ.get(configmod.CLAUDE_ENV) or "claude"
 
     # -- the one path every run takes -------------------------------------------------------
 

@@ -50,6 +50,7 @@ from typing import Any, NamedTuple
 from pydantic import ValidationError
 
 from agent_dispatch.errors import BadArgumentError, JobNotFoundError, JobRecordError
+from agent_dispatch.files import tighten_dir
 from agent_dispatch.models import (
     JOB_STATUSES,
     JOBS_LIMIT,
@@ -200,8 +201,7 @@ def _ensure_private_dir(path: Path) -> None:
             raise JobRecordError(
                 f"jobs directory {path} is not a directory", "Point AGENT_DISPATCH_JOBS_DIR at a directory."
             )
-        if stat.S_IMODE(path.stat().st_mode) != 0o700:
-            os.chmod(path, 0o700)
+        tighten_dir(path)
     except OSError as exc:
         raise JobRecordError(
             f"jobs directory {path} cannot be prepared: {exc.strerror or exc}",

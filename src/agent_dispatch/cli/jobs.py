@@ -101,6 +101,7 @@ def cancel(job_id: str) -> None:
         "cancelled_running": "Cancelled; its processes were killed.",
         "already_terminal": f"Nothing to do: the job is already {answer.get('job', {}).get('status', 'finished')}.",
         "running": "Still running: it is starting in another process; try again in a moment.",
+        "not_found": f"No job {job_id}.",
     }
     click.echo(messages.get(outcome, outcome))
     sys.exit(0 if outcome in ("cancelled", "cancelled_running", "already_terminal") else 1)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from agent_dispatch import __version__
 from agent_dispatch.config.paths import CONFIG_ENV, config_path
 from agent_dispatch.errors import BadArgumentError, ConfigError
+from agent_dispatch.files import tighten_dir
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -380,7 +381,7 @@ class ConfigStore:
         directory = self.path.parent
         try:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            _tighten(directory)
+            tighten_dir(directory)
         except OSError as exc:
             raise ConfigError(f"cannot create {directory}: {exc.strerror or exc}",
                               f"Create {directory} yourself (mkdir -p -m 700 {directory}).") from None
@@ -434,17 +435,6 @@ def _schema_identity() -> bytes:
         except OSError:
             parts.append(b"?")
     return b"\0".join(parts)
-
-
-def _tighten(directory: Path) -> None:
-    """Make `directory` 0o700 unless it is shared: a sticky directory such as /tmp, one owned by
-    someone else, or the home directory itself (an AGENT_DISPATCH_CONFIG of ~/agents.yaml)."""
-    st = directory.stat()
-    if stat.S_IMODE(st.st_mode) == 0o700 or st.st_mode & stat.S_ISVTX or st.st_uid != os.geteuid():
-        return
-    if os.path.realpath(directory) in (os.path.realpath(Path.home()), "/"):
-        return
-    os.chmod(directory, 0o700)
 
 
 def _atomic_write(target: Path, data: bytes) -> None:
