@@ -158,12 +158,12 @@ class JobManager:
         try:
             agent = d.agent(req.agent, cfg)
         except Exception as exc:  # the agent was removed while the job waited
-            self._finish(job_id, DispatchResult.failure(req.agent, exc), from_status="pending")
+            self._finish(job_id, DispatchResult.failure(req.agent, exc))
             return
         spec = d.spec(agent, req, stream=True, output_path=self.store.path_for(job_id, ".out"))
         refused = d.precheck(spec, cfg)
         if refused is not None:
-            self._finish(job_id, refused, from_status="pending")
+            self._finish(job_id, refused)
             return
         tail: deque[Any] = deque(maxlen=PROGRESS_TAIL)  # events; described only when written
         last_write = [0.0]
@@ -197,7 +197,7 @@ class JobManager:
         await anyio.to_thread.run_sync(lambda: self._finish(job_id, result, progress=progress))
 
     def _finish(
-        self, job_id: str, result: DispatchResult, from_status: str | None = None, progress: list[str] | None = None
+        self, job_id: str, result: DispatchResult, progress: list[str] | None = None
     ) -> None:
         """Record the end of a run; a job already terminal (cancelled meanwhile) stays as it is."""
         status = "done" if result.success else "failed"
