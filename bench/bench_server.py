@@ -54,7 +54,7 @@ esac
 printf '%s\\n' '{result}'
 """
 
-# Figures: (label, value, unit, target text, passed or None for "information only").
+# Printed rows: (label, value with its unit, target text, passed; None = for information only).
 Row = tuple[str, str, str, bool | None]
 ROWS: list[Row] = []
 
