@@ -79,3 +79,20 @@ def test_describe_is_one_short_line():
     assert event.describe(20) == "a b c ddddddddddddd…"
     assert StreamEvent("tool_use", "ls -la", "Bash").describe() == "Bash: ls -la"
     assert StreamEvent("result", "ok", is_error=True).describe() == "error: ok"
+
+
+def test_a_burst_of_assistant_lines_yields_its_newest_events_and_the_result():
+    from agent_dispatch.runner.parse import EVENT_LINES_MAX
+
+    seen = []
+    reader = OutputReader(keep_raw=False, on_event=seen.append)
+    init = json.dumps({"type": "system", "subtype": "init", "session_id": "s-1"})
+    lines = [json.dumps({"type": "assistant", "message": {"content": [{"type": "text", "text": f"step {n}"}]}})
+             for n in range(500)]
+    result = json.dumps({"type": "result", "subtype": "success", "is_error": False, "result": "fin",
+                         "session_id": "s-1"})
+    reader.feed(("\n".join([init, *lines, result]) + "\n").encode())
+    reader.finish()
+    texts = [e.text for e in seen if e.kind == "text"]
+    assert texts == [f"step {n}" for n in range(500 - EVENT_LINES_MAX, 500)]
+    assert reader.session_id == "s-1" and reader.result["result"] == "fin" and reader.last_text == "step 499"

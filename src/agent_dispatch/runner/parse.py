@@ -157,6 +157,9 @@ def find_result(data: bytes) -> tuple[dict[str, Any] | None, str | None]:
     return result, session
 
 
+EVENT_LINES_MAX = 20  # assistant lines parsed per read when a burst arrives at once
+
+
 class OutputReader:
     """Consumes stdout as it arrives: splits lines, finds the result, emits stream events.
 
@@ -256,6 +259,11 @@ class OutputReader:
             self._object(obj)
 
     def _batch(self, lines: list[str]) -> None:
+        if len(lines) > EVENT_LINES_MAX:
+            # Consumers keep only the newest few events (progress tails), so a flood of assistant
+            # lines read in one go is parsed from its newest end; other lines are all kept.
+            older = [line for line in lines[:-EVENT_LINES_MAX] if '"assistant"' not in line[:_HEAD]]
+            lines = older + lines[-EVENT_LINES_MAX:]
         try:
             values = json.loads("[" + ",".join(lines) + "]")
             if len(values) != len(lines):
