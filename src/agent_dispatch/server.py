@@ -14,19 +14,30 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import wraps
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from agent_dispatch import __version__, background
 from agent_dispatch import config as configmod
 from agent_dispatch.dispatcher import Dispatcher, make_request
 from agent_dispatch.errors import AgentDispatchError, BadArgumentError
 from agent_dispatch.models import PREVIEW_LINES_MAX, WAIT_SECONDS_MAX, clamp
+
+# Parameter types shared by the dispatch tools; their descriptions reach the calling model in the schema.
+AgentName = Annotated[str, Field(description="Name of a registered agent (see list_agents).")]
+Task = Annotated[str, Field(description="What the agent should do, in plain words.")]
+ContextText = Annotated[str, Field(description="Background the agent needs: facts, logs, earlier findings.")]
+Caller = Annotated[str, Field(description="Who is asking (e.g. your project or session), so the agent knows.")]
+Goal = Annotated[str, Field(description="What the result will be used for.")]
+ResponseFormat = Annotated[
+    str, Field(description='"" for plain text, or "json" to get one JSON value back in parsed_result.')
+]
+
 
 INSTRUCTIONS = """\
 agent-dispatch hands a task to a Claude Code agent that lives in another project directory and
@@ -223,12 +234,12 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
           "JSON value (parsed into parsed_result). return_ref=true stores the full answer and returns a ref "
           "with a `summary_chars`-long summary: use fetch_result(ref) to read it all.")
     async def dispatch(
-        agent: str,
-        task: str,
-        context: str = "",
-        caller: str = "",
-        goal: str = "",
-        response_format: str = "",
+        agent: AgentName,
+        task: Task,
+        context: ContextText = "",
+        caller: Caller = "",
+        goal: Goal = "",
+        response_format: ResponseFormat = "",
         return_ref: bool = False,
         summary_chars: int = 500,
     ) -> dict[str, Any]:
@@ -243,13 +254,13 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
     @tool("Talk to an agent over several turns: leave session_id empty to start, then pass back the session_id "
           "from its answer to continue the same conversation. Never cached.")
     async def dispatch_session(
-        agent: str,
-        task: str,
+        agent: AgentName,
+        task: Task,
         session_id: str = "",
-        context: str = "",
-        caller: str = "",
-        goal: str = "",
-        response_format: str = "",
+        context: ContextText = "",
+        caller: Caller = "",
+        goal: Goal = "",
+        response_format: ResponseFormat = "",
     ) -> dict[str, Any]:
         req = make_request(
             agent=agent, task=task, context=context, caller=caller, goal=goal, response_format=response_format
@@ -268,12 +279,12 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
           "doing (its latest text or tool use). Never cached.")
     async def dispatch_stream(
         ctx: Context,
-        agent: str,
-        task: str,
-        context: str = "",
-        caller: str = "",
-        goal: str = "",
-        response_format: str = "",
+        agent: AgentName,
+        task: Task,
+        context: ContextText = "",
+        caller: Caller = "",
+        goal: Goal = "",
+        response_format: ResponseFormat = "",
     ) -> dict[str, Any]:
         req = make_request(
             agent=agent, task=task, context=context, caller=caller, goal=goal, response_format=response_format
@@ -308,12 +319,12 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
     @tool("Start a dispatch in the background and return at once with {job_id, status: 'pending', agent}. "
           "Follow it with dispatch_wait(job_id) or dispatch_status(job_id). Use for long tasks.")
     async def dispatch_async(
-        agent: str,
-        task: str,
-        context: str = "",
-        caller: str = "",
-        goal: str = "",
-        response_format: str = "",
+        agent: AgentName,
+        task: Task,
+        context: ContextText = "",
+        caller: Caller = "",
+        goal: Goal = "",
+        response_format: ResponseFormat = "",
     ) -> dict[str, Any]:
         req = make_request(
             agent=agent, task=task, context=context, caller=caller, goal=goal, response_format=response_format
