@@ -37,20 +37,12 @@ def parallel_cap(max_concurrency: int) -> int:
     return max(100, 20 * max_concurrency)
 
 
-def _validation_message(exc: ValidationError, where: str) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err.get("loc", ())) or "value"
-        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
-    return f"{where}: " + "; ".join(parts)
-
-
 def make_request(where: str = "request", **fields: Any) -> DispatchRequest:
     """Build a DispatchRequest, turning validation errors into one readable BadArgumentError."""
     try:
         return DispatchRequest(**fields)
     except ValidationError as exc:
-        raise BadArgumentError(_validation_message(exc, where)) from None
+        raise BadArgumentError(f"{where}: {configmod.describe_validation(exc)}") from None
 
 
 class Dispatcher:

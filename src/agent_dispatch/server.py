@@ -87,11 +87,7 @@ def _boundary(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Call
 
 
 def _short_validation(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err.get("loc", ())) or "value"
-        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
-    return "invalid arguments: " + "; ".join(parts)
+    return "invalid arguments: " + configmod.describe_validation(exc)
 
 
 def _finite(value: Any, name: str) -> float:
