@@ -55,8 +55,16 @@ def owner_alive(owner: dict[str, Any] | None) -> bool:
     return start is not None and start == owner.get("start")
 
 
+_STORES: dict[str, JobStore] = {}
+
+
 def open_store() -> JobStore:
-    return JobStore(configmod.jobs_dir())
+    """The job store of the configured jobs directory, prepared once per directory and process."""
+    directory = configmod.jobs_dir()
+    key = str(directory)
+    if key not in _STORES or not directory.is_dir():  # a removed directory is prepared again
+        _STORES[key] = JobStore(directory)
+    return _STORES[key]
 
 
 async def dispatch_ref(dispatcher: Dispatcher, req: DispatchRequest) -> dict[str, Any]:
