@@ -23,6 +23,14 @@ def _manager():
     return JobManager(Dispatcher())
 
 
+def _check_id(job_id: str) -> None:
+    """A malformed id is a usage error (exit 2), refused before any file is touched."""
+    from agent_dispatch.models import check_job_id
+
+    with usage_errors("ID"):
+        check_job_id(job_id)
+
+
 def _when(stamp: float | None) -> str:
     if stamp is None:
         return "-"
@@ -54,10 +62,7 @@ def job(job_id: str, as_json: bool) -> None:
     """Show one job: its state, times, progress and result."""
     import anyio
 
-    with usage_errors("ID"):
-        from agent_dispatch.models import check_job_id
-
-        check_job_id(job_id)
+    _check_id(job_id)
     record = anyio.run(_manager().status, job_id)
     if as_json:
         click.echo(json.dumps(record.to_json(), indent=2, ensure_ascii=False))
@@ -90,10 +95,7 @@ def cancel(job_id: str) -> None:
     """Cancel a job: a pending one never runs, a running one has its process tree killed."""
     import anyio
 
-    with usage_errors("ID"):
-        from agent_dispatch.models import check_job_id
-
-        check_job_id(job_id)
+    _check_id(job_id)
     answer = anyio.run(_manager().cancel, job_id)
     outcome = answer["outcome"]
     messages = {
