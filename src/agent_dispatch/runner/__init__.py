@@ -1,4 +1,7 @@
-"""Everything about the `claude` CLI: prompt, argv, spawning, reading, classifying, killing.
+"""Running an agent CLI: prompt, spawning, the process tree, timeouts; the same for every runtime.
+
+What differs per CLI (argv, output parsing, classification) lives in agent_dispatch.runtimes;
+`build_argv`, `classify` and `permission_hint` here are kept for Claude Code callers.
 
 build_prompt / parse_json_answer    the text sent on stdin, and a JSON answer read back
 RunSpec / build_argv                what to run; the argv with its option-value guards
@@ -8,12 +11,13 @@ RunHandle                           what `on_spawn` receives; to_dict()/from_dic
 collect_output / run_alive / kill_run   finishing a file-backed run from another process
 """
 
-from agent_dispatch.runner.argv import CLAUDE_ENV, RunSpec, build_argv, claude_command, error_path_for
-from agent_dispatch.runner.classify import RunOutcome, classify, permission_hint
-from agent_dispatch.runner.parse import StreamEvent
+from agent_dispatch.runner.argv import CLAUDE_ENV, RunSpec, build_argv, check_value, claude_command, error_path_for
+from agent_dispatch.runner.events import StreamEvent
+from agent_dispatch.runner.outcome import RunOutcome
 from agent_dispatch.runner.process import DEPTH_ENV, child_env, collect_output, current_depth, run_claude
 from agent_dispatch.runner.prompt import JSON_INSTRUCTION, build_prompt, parse_json_answer
 from agent_dispatch.runner.tree import TOKEN_ENV, RunHandle, kill_run, run_alive, run_processes
+from agent_dispatch.runtimes.claude.classify import classify, permission_hint
 
 __all__ = [
     "CLAUDE_ENV",
@@ -26,6 +30,7 @@ __all__ = [
     "StreamEvent",
     "build_argv",
     "build_prompt",
+    "check_value",
     "child_env",
     "claude_command",
     "classify",

@@ -1,9 +1,10 @@
-"""What to run: the run specification and the `claude` argv built from it.
+"""What to run: the run specification, and the guards every runtime's argv goes through.
 
 The prompt never goes into argv (it is written to stdin): variadic options such as
 `--allowedTools` swallow every following word, a text starting with `-` would be parsed as an
 option, and one argv string is limited to 128 KiB. Every value that does go into argv sits
-after an option and is refused when it starts with `-`.
+after an option and is refused when it starts with `-` (`check_value`). The argv itself is
+built by the agent's runtime (agent_dispatch.runtimes).
 """
 
 from __future__ import annotations
@@ -11,9 +12,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent_dispatch.errors import InvalidInputFailure
 from agent_dispatch.models import EffectiveAgent, check_not_option
+
+if TYPE_CHECKING:
+    from agent_dispatch.runtimes.base import Runtime
 
 CLAUDE_ENV = "AGENT_DISPATCH_CLAUDE"
 
@@ -25,7 +30,7 @@ def claude_command() -> str:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run of `claude -p`.
+    """One run of an agent's CLI (`claude` is the executable to start, whichever runtime it is).
 
     `depth` is the caller's nesting depth (the child gets depth+1). `output_path` selects the
     file-backed mode: stdout goes to that file and stderr to `error_path_for(output_path)`,
@@ -46,6 +51,13 @@ class RunSpec:
     def effective_timeout(self) -> float:
         return float(self.timeout if self.timeout is not None else self.agent.timeout)
 
+    @property
+    def runtime(self) -> Runtime:
+        """The agent's runtime: how its CLI is called and read."""
+        from agent_dispatch.runtimes import get_runtime  # runtimes import this module
+
+        return get_runtime(getattr(self.agent, "runtime", None) or "claude")
+
 
 def error_path_for(output_path: Path) -> Path:
     """Where a file-backed run's stderr goes: the output file's sibling with suffix `.err`."""
@@ -54,20 +66,23 @@ def error_path_for(output_path: Path) -> Path:
     return err if err != path else path.with_name(path.name + ".err")
 
 
-def _check(value: str, what: str) -> str:
+def check_value(value: str, what: str) -> str:
+    """`value`, refused (InvalidInputFailure) when it starts with '-' or holds a NUL byte."""
     check_not_option(value, what)
     if "\x00" in value:
         raise InvalidInputFailure(f"{what} contains a NUL byte", f"Pass a {what} without NUL bytes.")
     return value
 
 
-def _check_tool(tool: str) -> str:
+def check_tool(tool: str) -> str:
+    """A tool name for argv: not empty, and through `check_value`."""
     if not tool.strip():
         raise InvalidInputFailure("a tool name is empty", "Remove the empty entry from the agent's tool list.")
-    return _check(tool, "tool name")
+    return check_value(tool, "tool name")
 
 
-def _format_budget(amount: float) -> str:
+def format_budget(amount: float) -> str:
+    """A spend cap as an option value; refused unless positive and finite."""
     text = repr(float(amount))
     if amount != amount or amount in (float("inf"), float("-inf")) or amount <= 0:
         raise InvalidInputFailure(
@@ -77,27 +92,9 @@ def _format_budget(amount: float) -> str:
 
 
 def build_argv(spec: RunSpec, session_id: str | None = None) -> list[str]:
-    """The argv for `spec` (argv[0] is `spec.claude` as given; the prompt is not in it).
+    """The argv for `spec`, built by its agent's runtime (argv[0] is `spec.claude` as given).
 
-    `session_id` (a new session's UUID) adds `--session-id`; it is ignored when resuming.
     Raises InvalidInputFailure, before anything runs, for any value that would follow an option
-    and starts with '-' (or holds a NUL byte).
+    and starts with '-' (or holds a NUL byte), or for a setting the runtime cannot honour.
     """
-    agent = spec.agent
-    argv = [spec.claude, "-p", "--output-format"]
-    argv += ["stream-json", "--verbose"] if spec.stream else ["json"]
-    if spec.resume:
-        argv += ["--resume", _check(spec.resume, "session_id")]
-    elif session_id:
-        argv += ["--session-id", _check(session_id, "session_id")]
-    if agent.model:
-        argv += ["--model", _check(agent.model, "model")]
-    if agent.max_budget_usd is not None:
-        argv += ["--max-budget-usd", _format_budget(agent.max_budget_usd)]
-    if agent.permission_mode:
-        argv += ["--permission-mode", _check(agent.permission_mode, "permission_mode")]
-    # Variadic options: each tool is its own word; nothing but options may follow them.
-    for option, tools in (("--allowedTools", agent.allowed_tools), ("--disallowedTools", agent.disallowed_tools)):
-        if tools:
-            argv += [option, *(_check_tool(tool) for tool in tools)]
-    return argv
+    return spec.runtime.build_argv(spec, session_id)

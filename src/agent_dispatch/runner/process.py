@@ -1,4 +1,7 @@
-"""Running one `claude -p` child under supervision and turning its end into a DispatchResult.
+"""Running one agent CLI child under supervision and turning its end into a DispatchResult.
+
+What is particular to a CLI (argv, output format, classification) comes from the spec's
+runtime (agent_dispatch.runtimes); everything here is the same for every CLI.
 
 The child gets its own session (process group), the agent's directory as cwd, the prompt on
 stdin (a pipe written from a task, then closed; in file-backed mode an unlinked private file),
@@ -16,7 +19,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,11 +26,12 @@ from typing import Any
 import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 
+from agent_dispatch import runtimes
 from agent_dispatch.errors import CliFailure, InvalidInputFailure, NotFoundFailure
 from agent_dispatch.models import DispatchResult
-from agent_dispatch.runner.argv import RunSpec, build_argv, error_path_for
-from agent_dispatch.runner.classify import RunOutcome, classify
-from agent_dispatch.runner.parse import OutputReader, StreamEvent, find_result
+from agent_dispatch.runner.argv import RunSpec, error_path_for
+from agent_dispatch.runner.events import StreamEvent
+from agent_dispatch.runner.outcome import RunOutcome
 from agent_dispatch.runner.tree import (
     KILL_GRACE,
     TOKEN_ENV,
@@ -127,20 +130,17 @@ async def run_claude(
     an unlinked private file, so it never depends on this process to feed it.)
     """
     name = spec.agent.name
-    session = None if spec.resume else str(uuid.uuid4())
+    runtime = spec.runtime
+    session = None if spec.resume else runtime.new_session_id()
     try:
-        argv = build_argv(spec, session_id=session)
+        argv = runtime.build_argv(spec, session_id=session)
     except InvalidInputFailure as exc:
         return DispatchResult.failure(name, exc)
     executable = shutil.which(spec.claude)
     if executable is None:
         return DispatchResult.failure(
             name,
-            NotFoundFailure(
-                f"the claude CLI was not found: {spec.claude!r}",
-                "Install Claude Code (`npm install -g @anthropic-ai/claude-code`) or point "
-                "AGENT_DISPATCH_CLAUDE at the claude executable.",
-            ),
+            NotFoundFailure(f"the {runtime.executable} CLI was not found: {spec.claude!r}", runtime.install_hint),
         )
     if not os.path.isdir(spec.agent.directory):
         return DispatchResult.failure(
@@ -156,7 +156,7 @@ async def run_claude(
         return await run.execute(argv, on_spawn)
     except Exception as exc:  # a bug of ours must not crash the caller's server
         log.exception("runner failed for agent %s", name)
-        return DispatchResult.failure(name, CliFailure(f"internal error while running claude: {exc!r}"))
+        return DispatchResult.failure(name, CliFailure(f"internal error while running {runtime.executable}: {exc!r}"))
 
 
 class _Run:
@@ -168,11 +168,7 @@ class _Run:
         self.detached = False
         self.session_id = session_id
         self.began = time.monotonic()
-        self.reader = OutputReader(
-            keep_raw=not spec.stream,
-            on_event=on_event,
-            on_change=self._notify,
-        )
+        self.reader = spec.runtime.reader(stream=spec.stream, on_event=on_event, on_change=self._notify)
         self.stderr = bytearray()
         self.exited = False
         self.timed_out = False
@@ -215,7 +211,7 @@ class _Run:
                     stdout=fds[0] if fds else subprocess.PIPE,
                     stderr=fds[1] if fds else subprocess.PIPE,
                     cwd=spec.agent.directory,
-                    env=child_env(spec.depth, token),
+                    env={**child_env(spec.depth, token), **spec.runtime.env(spec)},
                     start_new_session=True,
                 )
         except OSError as exc:
@@ -370,15 +366,17 @@ class _Run:
 
     def _spawn_failure(self, exc: OSError) -> DispatchResult:
         name = self.spec.agent.name
+        runtime = self.spec.runtime
+        cli = runtime.executable
         if isinstance(exc, FileNotFoundError):
             failure: Any = NotFoundFailure(
-                f"could not start claude for agent {name}: {exc.strerror or exc}",
-                "Check that the claude CLI and the agent's directory both exist.",
+                f"could not start {cli} for agent {name}: {exc.strerror or exc}",
+                f"Check that the {cli} CLI and the agent's directory both exist.",
             )
         else:
             failure = CliFailure(
-                f"could not start claude for agent {name}: {exc}",
-                "Check that AGENT_DISPATCH_CLAUDE (or `claude` on PATH) is an executable.",
+                f"could not start {cli} for agent {name}: {exc}",
+                f"Check that {runtime.command_env} (or `{cli}` on PATH) is an executable.",
             )
         return DispatchResult.failure(name, failure)
 
@@ -395,7 +393,7 @@ class _Run:
             output_size=self.reader.size,
             duration_ms=int((time.monotonic() - self.began) * 1000),
         )
-        return classify(self.spec.agent, outcome, self.spec.response_format)
+        return self.spec.runtime.classify(self.spec.agent, outcome, self.spec.response_format)
 
 
 def _drive(steps: Any) -> None:
@@ -403,19 +401,23 @@ def _drive(steps: Any) -> None:
         time.sleep(pause)
 
 
-def collect_output(output_path: Path, agent: Any, response_format: str = "") -> DispatchResult | None:
+def collect_output(
+    output_path: Path, agent: Any, response_format: str = "", runtime: str | None = None
+) -> DispatchResult | None:
     """The DispatchResult of a finished file-backed run, from its output file; None without a result.
 
     `agent` is the agent's name or, better, its EffectiveAgent (then a permission hint names the
-    agent's existing tools too). The stderr file is not needed.
+    agent's existing tools too). `runtime` names the CLI that wrote it (default: the agent's
+    runtime, else claude). The stderr file is not needed.
     """
+    impl = runtimes.get_runtime(runtime or getattr(agent, "runtime", None))
     try:
         with open(output_path, "rb") as fh:
             data = fh.read()
     except OSError:
         return None
-    result, session = find_result(data)
+    result, session = impl.find_result(data)
     if result is None:
         return None
     outcome = RunOutcome(result=result, session_id=session, output_size=len(data))
-    return classify(agent, outcome, response_format)
+    return impl.classify(agent, outcome, response_format)

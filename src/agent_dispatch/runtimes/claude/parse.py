@@ -12,46 +12,16 @@ import functools
 import json
 import logging
 from collections.abc import Callable
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
+from agent_dispatch.runner.events import TEXT_MAX, TOOL_INPUT_MAX, StreamEvent
 from agent_dispatch.runner.prompt import clean_text
 
 log = logging.getLogger(__name__)
 
-EventKind = Literal["init", "text", "tool_use", "result"]
-
-TEXT_MAX = 4000  # characters of assistant text kept per event
-TOOL_INPUT_MAX = 200  # characters of a tool's input shown in a tool_use event
 RAW_MAX = 256 * 1024 * 1024  # json mode keeps at most this much output for a whole-output parse
 _HEAD = 40  # the start of a stream-json line, where the CLI puts its "type"
 _INPUT_KEYS = ("command", "file_path", "path", "pattern", "url", "query", "description", "prompt")
-
-
-class StreamEvent(NamedTuple):
-    """One thing the agent did, from a stream-json line (a tuple: cheap to make, immutable).
-
-    kind `init` (session_id set), `text` (assistant text), `tool_use` (tool = name, text = a
-    short rendering of its input), `result` (text = the answer, is_error).
-    """
-
-    kind: EventKind
-    text: str = ""
-    tool: str = ""
-    session_id: str | None = None
-    is_error: bool = False
-
-    def describe(self, max_chars: int = 200) -> str:
-        """A one-line summary for progress messages."""
-        if self.kind == "init":
-            line = "session started"
-        elif self.kind == "tool_use":
-            line = f"{self.tool}: {self.text}" if self.text else self.tool
-        elif self.kind == "result":
-            line = ("error: " if self.is_error else "done: ") + self.text
-        else:
-            line = self.text
-        line = " ".join(line[: max_chars * 4].split())  # cut first: a busy stream calls this a lot
-        return line if len(line) <= max_chars else line[: max(0, max_chars - 1)] + "…"
 
 
 _new_event = functools.partial(tuple.__new__, StreamEvent)  # skips NamedTuple's argument handling

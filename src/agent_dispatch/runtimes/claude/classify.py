@@ -1,4 +1,4 @@
-"""Turning what a run produced into the contract's DispatchResult.
+"""Turning what a `claude -p` run produced into the contract's DispatchResult.
 
 A result object is trusted for what it says (success or an error subtype); its optional
 fields are read leniently, so a paid answer is never lost to a malformed cost or turn count.
@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import re
 import shlex
-from dataclasses import dataclass
 from typing import Any
 
 from agent_dispatch.errors import (
@@ -18,10 +17,10 @@ from agent_dispatch.errors import (
     CliFailure,
     DispatchFailure,
     PermissionFailure,
-    TimeoutFailure,
     UsageLimitFailure,
 )
 from agent_dispatch.models import DENIED_TOOLS_MAX, DispatchResult, EffectiveAgent
+from agent_dispatch.runner.outcome import RunOutcome, timeout_failure
 from agent_dispatch.runner.prompt import clean_text, parse_json_answer
 
 MESSAGE_MAX = 1000  # characters of CLI text quoted in an error message
@@ -42,21 +41,6 @@ _PERMISSION_RE = re.compile(
 _PERMISSION_TOOL_RE = re.compile(r"permissions? to (?:use )?([A-Za-z][\w.-]*(?:\([^)\n]{0,200}\))?)")
 _LOGIN_RE = re.compile(r"not logged in|/login|invalid api key|authentication", re.IGNORECASE)
 _TOOL_NAME_RE = re.compile(r"[^\x00-\x1f\x7f]{1,300}")
-
-
-@dataclass
-class RunOutcome:
-    """What one run left behind, as the runner observed it."""
-
-    result: dict[str, Any] | None = None
-    session_id: str | None = None
-    exit_code: int | None = None
-    stderr: str = ""
-    timed_out: bool = False
-    timeout_seconds: float = 0.0
-    last_text: str = ""
-    output_size: int = 0
-    duration_ms: int = 0
 
 
 # ---- lenient field readers -------------------------------------------------------------------
@@ -203,14 +187,7 @@ def classify(agent: EffectiveAgent | str, outcome: RunOutcome, response_format: 
     session = (_str(result.get("session_id")) if result else None) or outcome.session_id
     if result is None:
         if outcome.timed_out:
-            exc: DispatchFailure = TimeoutFailure(
-                f"agent {name} did not finish within {outcome.timeout_seconds:g} s; its processes were stopped",
-                f"Resume the session (session_id {session}) to continue, or raise the timeout with "
-                f"`agent-dispatch update {name} --timeout {int(outcome.timeout_seconds * 2) or 60}`."
-                if session
-                else f"Raise the timeout with `agent-dispatch update {name} --timeout "
-                f"{int(outcome.timeout_seconds * 2) or 60}`.",
-            )
+            exc: DispatchFailure = timeout_failure(name, outcome, session)
         else:
             exc = _failure_without_result(name, outcome)
         return DispatchResult.failure(

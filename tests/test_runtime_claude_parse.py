@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 
-from agent_dispatch.runner.parse import OutputReader, StreamEvent
+from agent_dispatch.runtimes.claude.parse import OutputReader, StreamEvent
 
 
 def lines(*objs) -> bytes:
@@ -82,7 +82,7 @@ def test_describe_is_one_short_line():
 
 
 def test_a_burst_of_assistant_lines_yields_its_newest_events_and_the_result():
-    from agent_dispatch.runner.parse import EVENT_LINES_MAX
+    from agent_dispatch.runtimes.claude.parse import EVENT_LINES_MAX
 
     seen = []
     reader = OutputReader(keep_raw=False, on_event=seen.append)

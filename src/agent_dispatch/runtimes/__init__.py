@@ -1,0 +1,22 @@
+"""The agent CLIs agent-dispatch can run, one module each, and the table that names them.
+
+Adding a CLI: write a module with a `Runtime` subclass (see base.py) and add it to RUNTIMES.
+"""
+
+from __future__ import annotations
+
+from agent_dispatch.runtimes import claude
+from agent_dispatch.runtimes.base import OutputReader, Runtime
+
+RUNTIMES: dict[str, Runtime] = {
+    claude.RUNTIME.name: claude.RUNTIME,
+}
+DEFAULT_RUNTIME = "claude"
+
+
+def get_runtime(name: str | None) -> Runtime:
+    """The runtime called `name` (None: the default); KeyError for an unknown one."""
+    return RUNTIMES[name or DEFAULT_RUNTIME]
+
+
+__all__ = ["DEFAULT_RUNTIME", "RUNTIMES", "OutputReader", "Runtime", "get_runtime"]
