@@ -1,32 +1,23 @@
-"""The MCP front door: tool definitions over stdio (`agent-dispatch serve`).
-
-Each tool checks its arguments, calls the service, and answers one JSON value. A dict answer
-is sent both as text and as structured content (Claude Code hands the model the structured
-content and drops the text), so hints and errors always sit inside the JSON.
-"""
+"""The MCP tools: each checks its arguments, calls the service, and answers one JSON value."""
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from functools import wraps
 from typing import Annotated, Any
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from mcp_types import ToolAnnotations
 from pydantic import Field, ValidationError
 
 from agent_dispatch import __version__, background
 from agent_dispatch import config as configmod
 from agent_dispatch.dispatcher import Dispatcher, make_request
-from agent_dispatch.errors import AgentDispatchError, BadArgumentError
+from agent_dispatch.errors import BadArgumentError
 from agent_dispatch.models import PREVIEW_LINES_MAX, WAIT_SECONDS_MAX, clamp
+from agent_dispatch.server.answers import boundary, envelope, finite, short_validation
 
 # Parameter types shared by the dispatch tools; their descriptions reach the calling model in the schema.
 AgentName = Annotated[str, Field(description="Name of a registered agent (see list_agents).")]
@@ -38,6 +29,7 @@ ResponseFormat = Annotated[
     str, Field(description='"" for plain text, or "json" to get one JSON value back in parsed_result.')
 ]
 
+SHUTDOWN_REASON = "the agent-dispatch server stopped before this job started"
 
 INSTRUCTIONS = """\
 agent-dispatch hands a task to a Claude Code agent that lives in another project directory and
@@ -48,54 +40,6 @@ dispatch_async (+ dispatch_wait / dispatch_status) for long tasks, return_ref + 
 large answers. A failed result carries error_type and a hint that says what to do next."""
 
 
-def _answer(value: Any, *, is_error: bool = False) -> CallToolResult:
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    structured = value if isinstance(value, dict) else None
-    return CallToolResult(
-        content=[TextContent(type="text", text=text)], structured_content=structured, is_error=is_error
-    )
-
-
-def _envelope(exc: AgentDispatchError) -> CallToolResult:
-    return _answer(exc.envelope(), is_error=True)
-
-
-def _internal(exc: BaseException) -> CallToolResult:
-    name = type(exc).__name__
-    return _answer(
-        {"error": f"internal error ({name}): {str(exc)[:300]}", "hint": "Try again; if it persists, run "
-         "`agent-dispatch doctor` and report the error."},
-        is_error=True,
-    )
-
-
-def _boundary(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[CallToolResult]]:
-    """Turn every answer into JSON and every error into the contract's envelope, never a traceback."""
-
-    @wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> CallToolResult:
-        try:
-            return _answer(await fn(*args, **kwargs))
-        except AgentDispatchError as exc:
-            return _envelope(exc)
-        except ValidationError as exc:
-            return _envelope(BadArgumentError(_short_validation(exc)))
-        except Exception as exc:  # noqa: BLE001 - the server must answer, whatever went wrong
-            return _internal(exc)
-
-    return wrapper
-
-
-def _short_validation(exc: ValidationError) -> str:
-    return "invalid arguments: " + configmod.describe_validation(exc)
-
-
-def _finite(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise BadArgumentError(f"{name} must be a finite number")
-    return float(value)
-
-
 class _Server(MCPServer):
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         """Arguments that fail the input schema get the JSON envelope too, not bare text."""
@@ -104,20 +48,20 @@ class _Server(MCPServer):
         except ToolError as exc:
             cause = exc.__cause__
             if isinstance(cause, ValidationError):
-                message = _short_validation(cause)
+                message = short_validation(cause)
             else:
                 message = str(exc)[:500]
-            return _envelope(BadArgumentError(f"{name}: {message}"))
+            return envelope(BadArgumentError(f"{name}: {message}"))
 
 
-class _State:
+class State:
     dispatcher: Dispatcher
     jobs: background.JobManager
 
 
 def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
     """The MCP server with every tool of the contract registered."""
-    state = _State()
+    state = State()
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[dict[str, Any]]:
@@ -138,7 +82,7 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
     def tool(description: str, *, read_only: bool = False) -> Callable[[Callable[..., Any]], Any]:
         def register(fn: Callable[..., Any]) -> Any:
             server.add_tool(
-                _boundary(fn),
+                boundary(fn),
                 name=fn.__name__,
                 description=description,
                 annotations=ToolAnnotations(read_only_hint=read_only) if read_only else None,
@@ -177,7 +121,7 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
         allowed_tools: str = "",
         disallowed_tools: str = "",
     ) -> dict[str, Any]:
-        _finite(max_budget_usd, "max_budget_usd")
+        finite(max_budget_usd, "max_budget_usd")
         changes = configmod.AgentChanges.from_inputs(
             timeout=timeout,
             max_budget_usd=max_budget_usd,
@@ -203,7 +147,7 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
         disallowed_tools: str = "",
     ) -> dict[str, Any]:
         if not isinstance(max_budget_usd, str):
-            _finite(max_budget_usd, "max_budget_usd")
+            finite(max_budget_usd, "max_budget_usd")
         changes = configmod.AgentChanges.from_inputs(
             description=description,
             timeout=timeout,
@@ -336,7 +280,7 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
     @tool("Wait up to `timeout_seconds` (default 60, at most 3600) for a background job to finish and return "
           "its record; if it is still running the record comes back with timed_out_waiting: true.")
     async def dispatch_wait(job_id: str, timeout_seconds: float = 60) -> dict[str, Any]:
-        seconds = min(max(_finite(timeout_seconds, "timeout_seconds"), 0.0), WAIT_SECONDS_MAX)
+        seconds = min(max(finite(timeout_seconds, "timeout_seconds"), 0.0), WAIT_SECONDS_MAX)
         job, timed_out = await state.jobs.wait(job_id, seconds)
         out = job.to_json()
         if timed_out:
@@ -356,7 +300,7 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
     @tool("Delete finished job records older than `max_age_days` (default 7). Pending and running jobs are "
           "never deleted.")
     async def dispatch_gc(max_age_days: float = 7) -> dict[str, Any]:
-        days = _finite(max_age_days, "max_age_days")
+        days = finite(max_age_days, "max_age_days")
         return {"deleted": await anyio.to_thread.run_sync(lambda: state.jobs.gc(days))}
 
     @tool("Read a stored result by its ref (from return_ref) or dispatch_async job id. max_chars > 0 cuts the "
@@ -365,44 +309,3 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
         return await state.jobs.fetch_result(ref, max_chars)
 
     return server
-
-
-SHUTDOWN_REASON = "the agent-dispatch server stopped before this job started"
-STOP_GRACE = 5.0
-
-
-async def _serve(server: MCPServer) -> None:
-    """Serve stdio until the client goes away or a stop signal arrives; both end in an orderly shutdown.
-
-    On SIGTERM/SIGINT/SIGHUP: queued jobs are failed with a reason, running dispatches are cancelled
-    (their process trees killed), detached job runs are left for a later server to collect, and the
-    process exits once no child is left, since the SDK's stdin reader thread cannot be interrupted.
-    """
-    state: _State = server.agent_dispatch_state  # type: ignore[attr-defined]
-    async with anyio.create_task_group() as tg:
-
-        async def watch_signals() -> None:
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-                async for _ in signals:
-                    break
-            with anyio.CancelScope(shield=True):
-                if hasattr(state, "jobs"):
-                    await state.jobs.shutdown(SHUTDOWN_REASON)
-                tg.cancel_scope.cancel()
-                limiter = state.dispatcher.limiter if hasattr(state, "dispatcher") else None
-                with anyio.move_on_after(STOP_GRACE):
-                    while limiter is not None and (limiter.active or limiter.waiting):
-                        await anyio.sleep(0.02)
-                os._exit(0)
-
-        async def run() -> None:
-            await server.run_stdio_async()
-            tg.cancel_scope.cancel()
-
-        tg.start_soon(watch_signals)
-        tg.start_soon(run)
-
-
-def serve() -> None:
-    """Entry point of `agent-dispatch serve`."""
-    anyio.run(_serve, build_server())
