@@ -41,6 +41,11 @@ def isolated_env(request, tmp_path_factory, monkeypatch):
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
     monkeypatch.setenv("AGENT_DISPATCH_CONFIG", str(home / ".config" / "agent-dispatch" / "agents.yaml"))
     monkeypatch.setenv("AGENT_DISPATCH_CLAUDE", str(trip))
+    for cli, env in (("codex", "AGENT_DISPATCH_CODEX"), ("gemini", "AGENT_DISPATCH_GEMINI")):
+        other = bindir / cli
+        other.write_text(TRIPWIRE.format(marker=marker).replace("claude", cli))
+        other.chmod(0o755)
+        monkeypatch.setenv(env, str(other))
     monkeypatch.delenv("AGENT_DISPATCH_JOBS_DIR", raising=False)
     monkeypatch.delenv("AGENT_DISPATCH_DEPTH", raising=False)
     yield home
@@ -122,6 +127,37 @@ def fake_claude(tmp_path, monkeypatch) -> Callable[..., FakeClaude]:
         script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
         monkeypatch.setenv("AGENT_DISPATCH_CLAUDE", str(script))
         monkeypatch.setenv("FAKE_CLAUDE_RECORD", str(record))
+        return FakeClaude(script, record)
+
+    return make
+
+
+@pytest.fixture
+def fake_cli(tmp_path, monkeypatch) -> Callable[..., FakeClaude]:
+    """Install a fake `codex` or `gemini` (tests/fakeagents.py) as the command agent-dispatch runs.
+
+    `fake_cli("codex")` answers with the prompt; `fake_cli("gemini", body)` runs `body` (Python,
+    with everything from tests/fakeagents.py imported) instead.
+    """
+    counter = {"n": 0}
+
+    def make(runtime: str, body: str | None = None) -> FakeClaude:
+        counter["n"] += 1
+        bindir = tmp_path / f"fake-{runtime}-{counter['n']}"
+        bindir.mkdir()
+        record = bindir / "runs.jsonl"
+        script = bindir / runtime
+        code = textwrap.dedent(body) if body else f"{runtime}_main()\n"
+        script.write_text(
+            f"#!{sys.executable}\n"
+            "import sys\n"
+            f"sys.path.insert(0, {str(TESTS_DIR)!r})\n"
+            "from fakeagents import *  # noqa\n"
+            + code
+        )
+        script.chmod(0o755)
+        monkeypatch.setenv(f"AGENT_DISPATCH_{runtime.upper()}", str(script))
+        monkeypatch.setenv("FAKE_AGENT_RECORD", str(record))
         return FakeClaude(script, record)
 
     return make

@@ -338,7 +338,10 @@ class JobManager:
 
     def _collect(self, job: Job) -> Job:
         request = job.request or {}
-        result = collect_output(self.store.path_for(job.id, ".out"), job.agent, request.get("response_format", ""))
+        runtime = (job.run or {}).get("runtime") if isinstance(job.run, dict) else None
+        result = collect_output(
+            self.store.path_for(job.id, ".out"), job.agent, request.get("response_format", ""), runtime=runtime
+        )
         try:
             if result is None:
                 return self.store.transition(job.id, "failed", completed_at=time.time(), error=ORPHAN_NO_RESULT)

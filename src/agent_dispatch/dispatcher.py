@@ -28,6 +28,7 @@ from agent_dispatch.models import (
     EffectiveAgent,
 )
 from agent_dispatch.runner import RunSpec, build_argv, build_prompt, current_depth, run_claude
+from agent_dispatch.runtimes import get_runtime
 
 RESOLVED_MARK = "[RESOLVED]"
 ProgressFn = Callable[[str], Awaitable[None]]
@@ -48,9 +49,18 @@ def make_request(where: str = "request", **fields: Any) -> DispatchRequest:
 class Dispatcher:
     """Runs dispatches. One per server process (or per CLI command)."""
 
-    def __init__(self, store: configmod.ConfigStore | None = None, *, claude: str | None = None) -> None:
+    def __init__(
+        self,
+        store: configmod.ConfigStore | None = None,
+        *,
+        claude: str | None = None,
+        commands: dict[str, str] | None = None,
+    ) -> None:
         self.store = store or configmod.ConfigStore()
         self._claude = claude
+        self._commands = dict(commands or {})  # runtime name -> executable (a seam for tests)
+        if claude:
+            self._commands.setdefault("claude", claude)
         self.limiter = Limiter(5)
         self.cache = ResultCache(ttl=300, max_size=1000)
         self.depth = current_depth()
@@ -93,6 +103,10 @@ class Dispatcher:
         """The claude executable; a configured one that cannot be found is kept, so the error names it."""
         return self._claude or configmod.claude_command() or os.environ.get(configmod.CLAUDE_ENV) or "claude"
 
+    def command(self, agent: EffectiveAgent) -> str:
+        """The executable of `agent`'s CLI; one that cannot be found is kept, so the error names it."""
+        return self._commands.get(agent.runtime) or get_runtime(agent.runtime).command()
+
     # -- the one path every run takes -------------------------------------------------------
 
     def spec(
@@ -108,7 +122,7 @@ class Dispatcher:
         return RunSpec(
             agent=agent,
             prompt=prompt,
-            claude=self.claude(),
+            claude=self.command(agent),
             stream=stream,
             resume=resume or None,
             response_format=req.response_format,

@@ -71,6 +71,15 @@ def check_not_option(value: str | None, what: str) -> None:
         )
 
 
+def check_runtime(value: str | None) -> str | None:
+    """`value` when it names a known runtime (None = the default); ValueError listing them otherwise."""
+    from agent_dispatch.runtimes import RUNTIMES  # runtimes import this module
+
+    if value is None or value in RUNTIMES:
+        return value
+    raise ValueError(f"unknown runtime {value!r}; known runtimes: {', '.join(RUNTIMES)}")
+
+
 def clamp(value: int, low: int, high: int) -> int:
     return max(low, min(high, value))
 
@@ -130,6 +139,7 @@ class AgentConfig(_Strict):
     permission_mode: str | None = None
     allowed_tools: list[str] | None = None
     disallowed_tools: list[str] | None = None
+    runtime: str | None = None  # None = claude
 
     @field_validator("directory")
     @classmethod
@@ -166,6 +176,11 @@ class AgentConfig(_Strict):
     @classmethod
     def _tools(cls, value: list[str] | None) -> list[str] | None:
         return _check_tool_names(value)
+
+    @field_validator("runtime")
+    @classmethod
+    def _runtime(cls, value: str | None) -> str | None:
+        return check_runtime(value)
 
 
 class CacheSettings(_Strict):
@@ -257,6 +272,7 @@ class EffectiveAgent(BaseModel):
     permission_mode: str | None = None
     allowed_tools: tuple[str, ...] = ()
     disallowed_tools: tuple[str, ...] = ()
+    runtime: str = "claude"
 
     @classmethod
     def resolve(cls, name: str, agent: AgentConfig, settings: Settings) -> EffectiveAgent:
@@ -273,6 +289,7 @@ class EffectiveAgent(BaseModel):
             permission_mode=agent.permission_mode or settings.default_permission_mode,
             allowed_tools=tuple(allowed),
             disallowed_tools=tuple(disallowed),
+            runtime=agent.runtime or "claude",
         )
 
 
@@ -330,6 +347,8 @@ class DispatchResult(BaseModel):
     cached: bool = False
     denied_tools: list[str] = Field(default_factory=list)
     hint: str | None = None
+    runtime: str | None = None  # set for agents not on the default runtime (claude)
+    usage: dict[str, int] | None = None  # token counts, from CLIs that report no cost
 
     def to_json(self) -> dict[str, Any]:
         """The JSON answer: null and empty optional fields left out; `result` always present."""
@@ -344,6 +363,10 @@ class DispatchResult(BaseModel):
             out["cached"] = True
         if self.denied_tools:
             out["denied_tools"] = list(self.denied_tools)
+        if self.runtime:
+            out["runtime"] = self.runtime
+        if self.usage:
+            out["usage"] = dict(self.usage)
         return out
 
     @classmethod

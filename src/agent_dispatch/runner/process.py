@@ -34,6 +34,7 @@ from agent_dispatch.runner.events import StreamEvent
 from agent_dispatch.runner.outcome import RunOutcome
 from agent_dispatch.runner.tree import (
     KILL_GRACE,
+    MARK_ENV,
     TOKEN_ENV,
     WINDOW_MAX_AGE,
     RunHandle,
@@ -74,7 +75,7 @@ def child_env(depth: int, token: str) -> dict[str, str]:
     for key in _PARENT_SESSION_ENV:
         env.pop(key, None)
     env[DEPTH_ENV] = str(max(0, depth) + 1)
-    env[TOKEN_ENV] = token_chain(token)
+    env[TOKEN_ENV] = env[MARK_ENV] = token_chain(token)
     return env
 
 
@@ -228,6 +229,7 @@ class _Run:
             started_at=time.time(),
             output_path=out_path,
             error_path=err_path,
+            runtime=spec.runtime.name,
         )
         try:
             if on_spawn is not None:
@@ -410,7 +412,7 @@ def collect_output(
     agent's existing tools too). `runtime` names the CLI that wrote it (default: the agent's
     runtime, else claude). The stderr file is not needed.
     """
-    impl = runtimes.get_runtime(runtime or getattr(agent, "runtime", None))
+    impl = runtimes.RUNTIMES.get(runtime or getattr(agent, "runtime", None) or "") or runtimes.get_runtime(None)
     try:
         with open(output_path, "rb") as fh:
             data = fh.read()

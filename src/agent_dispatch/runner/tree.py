@@ -24,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 TOKEN_ENV = "AGENT_DISPATCH_RUN_TOKEN"  # noqa: S105 - an env var name, not a secret
+# The same chain again, under a name that agent CLIs which strip secret-looking variables
+# (*TOKEN*, *KEY*) from their shell tools' environment let through: any variable carrying the
+# token marks a process as the run's.
+MARK_ENV = "AGENT_DISPATCH_RUN"
 TOKEN_RE = re.compile(r"[0-9a-f]{32}")
 TOKEN_CHAIN_MAX = 16  # ancestors' tokens kept, so nested dispatches stay findable from the top
 KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL
@@ -85,13 +89,14 @@ def new_token() -> str:
 
 def token_chain(token: str) -> str:
     """The value of TOKEN_ENV for a child: the inherited chain (bounded) plus `token`."""
-    inherited = [t for t in os.environ.get(TOKEN_ENV, "").split(":") if TOKEN_RE.fullmatch(t)]
+    chain = os.environ.get(TOKEN_ENV) or os.environ.get(MARK_ENV, "")
+    inherited = [t for t in chain.split(":") if TOKEN_RE.fullmatch(t)]
     return ":".join([*inherited[-(TOKEN_CHAIN_MAX - 1) :], token])
 
 
 @dataclass(frozen=True)
 class RunHandle:
-    """What identifies a running `claude` process, recorded so another process can find it."""
+    """What identifies a running agent CLI process, recorded so another process can find it."""
 
     pid: int
     start_time: int | None
@@ -100,6 +105,7 @@ class RunHandle:
     started_at: float = 0.0  # epoch seconds
     output_path: Path | None = None
     error_path: Path | None = None
+    runtime: str = "claude"  # the CLI that writes the output, so another process can read it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,6 +116,7 @@ class RunHandle:
             "started_at": self.started_at,
             "output_path": str(self.output_path) if self.output_path else None,
             "error_path": str(self.error_path) if self.error_path else None,
+            "runtime": self.runtime,
         }
 
     @classmethod
@@ -132,12 +139,14 @@ class RunHandle:
             paths[key] = Path(value) if value else None
         boot = data.get("boot_id")
         started = data.get("started_at", 0.0)
+        runtime = data.get("runtime")
         return cls(
             pid=pid,
             start_time=start,
             token=token,
             boot_id=boot if isinstance(boot, str) else None,
             started_at=float(started) if isinstance(started, (int, float)) and not isinstance(started, bool) else 0.0,
+            runtime=runtime if isinstance(runtime, str) and runtime else "claude",
             **paths,
         )
 

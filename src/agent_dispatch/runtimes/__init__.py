@@ -5,11 +5,13 @@ Adding a CLI: write a module with a `Runtime` subclass (see base.py) and add it 
 
 from __future__ import annotations
 
-from agent_dispatch.runtimes import claude
+from agent_dispatch.runtimes import claude, codex, gemini
 from agent_dispatch.runtimes.base import OutputReader, Runtime
 
 RUNTIMES: dict[str, Runtime] = {
     claude.RUNTIME.name: claude.RUNTIME,
+    codex.RUNTIME.name: codex.RUNTIME,
+    gemini.RUNTIME.name: gemini.RUNTIME,
 }
 DEFAULT_RUNTIME = "claude"
 

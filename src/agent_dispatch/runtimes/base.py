@@ -9,6 +9,7 @@ contract's DispatchResult. It also refuses, up front, agent settings its CLI can
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -46,8 +47,13 @@ class Runtime:
     context_file = ""  # the project file the CLI reads as its standing instructions
 
     def command(self) -> str:
-        """The executable to run: the env override, else the name on PATH."""
-        return os.environ.get(self.command_env) or self.executable
+        """The executable: the env override (a path or a name on PATH), else the name on PATH.
+
+        Resolved to a path when it can be found; else returned as given, so an error names it.
+        """
+        value = os.environ.get(self.command_env, "").strip()
+        value = os.path.expanduser(value) if value else self.executable
+        return shutil.which(value) or value
 
     def check_agent(self, agent: EffectiveAgent) -> None:
         """Raise InvalidInputFailure when `agent` holds a setting this CLI cannot honour."""
