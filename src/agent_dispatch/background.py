@@ -67,9 +67,9 @@ def open_store() -> JobStore:
     return _STORES[key]
 
 
-async def dispatch_ref(dispatcher: Dispatcher, req: DispatchRequest) -> dict[str, Any]:
+async def dispatch_ref(dispatcher: Dispatcher, req: DispatchRequest, ask: Any = None) -> dict[str, Any]:
     """Dispatch, store the full result as a job record, and answer a short ref payload."""
-    result = await dispatcher.dispatch(req)
+    result = await dispatcher.dispatch(req, ask=ask)
     now = time.time()
     job = Job(
         id=uuid.uuid4().hex,
@@ -98,7 +98,7 @@ def ref_payload(ref: str, result: DispatchResult, summary_chars: int) -> dict[st
         "summary_chars": summary_chars,
     }
     for key in ("session_id", "cost_usd", "duration_ms", "num_turns", "error", "error_type", "parsed_result",
-                "cached", "denied_tools", "hint"):
+                "cached", "denied_tools", "hint", "outcome", "question", "clarifications"):
         if key in full:
             out[key] = full[key]
     return out

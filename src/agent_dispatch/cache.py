@@ -57,8 +57,11 @@ def cache_key(request: DispatchRequest, agent: EffectiveAgent) -> str:
 
 
 def is_cacheable(result: DispatchResult) -> bool:
-    """True for a clean success: the only kind of result the cache stores."""
-    return result.success and not result.denied_tools and not result.error and result.error_type is None
+    """True for a clean success (outcome `done` or none, no question): the only kind the cache stores."""
+    return (
+        result.success and not result.denied_tools and not result.error and result.error_type is None
+        and result.outcome in (None, "done") and not result.question and not result.clarifications
+    )
 
 
 class _Entry(NamedTuple):

@@ -17,6 +17,7 @@ import anyio
 from pydantic import ValidationError
 
 from agent_dispatch import config as configmod
+from agent_dispatch import protocol
 from agent_dispatch.cache import ResultCache, cache_key
 from agent_dispatch.errors import AgentNotFoundError, BadArgumentError, RecursionFailure
 from agent_dispatch.limiter import Limiter
@@ -27,11 +28,14 @@ from agent_dispatch.models import (
     DispatchResult,
     EffectiveAgent,
 )
-from agent_dispatch.runner import RunSpec, build_argv, build_prompt, current_depth, run_claude
+from agent_dispatch.runner import RunSpec, build_argv, build_prompt, current_chain, current_depth, run_claude
 from agent_dispatch.runtimes import get_runtime
 
 RESOLVED_MARK = "[RESOLVED]"
 ProgressFn = Callable[[str], Awaitable[None]]
+# Puts a blocked agent's question to the human: (agent name, question) -> the answer, or None
+# when there is none (declined, cancelled, no way to ask). The front door decides how to ask.
+AskFn = Callable[[str, str], Awaitable[str | None]]
 
 
 def parallel_cap(max_concurrency: int) -> int:
@@ -64,6 +68,7 @@ class Dispatcher:
         self.limiter = Limiter(5)
         self.cache = ResultCache(ttl=300, max_size=1000)
         self.depth = current_depth()
+        self.chain = current_chain()
         self._config: AppConfig | None = None
         self._agent_fingerprints: dict[str, EffectiveAgent] = {}
 
@@ -119,6 +124,14 @@ class Dispatcher:
         output_path: Any = None,
     ) -> RunSpec:
         prompt = build_prompt(req.task, req.context, req.caller, req.goal, req.response_format)
+        system = protocol.system_prompt(
+            protocol=agent.protocol, timeout=agent.timeout, response_format=req.response_format,
+            instructions=agent.instructions,
+        )
+        if system and not get_runtime(agent.runtime).system_prompt_option:
+            # A CLI without a system-prompt option reads the protocol at the head of a new session's prompt.
+            prompt = prompt if resume else protocol.with_system_text(system, prompt)
+            system = None
         return RunSpec(
             agent=agent,
             prompt=prompt,
@@ -128,10 +141,21 @@ class Dispatcher:
             response_format=req.response_format,
             depth=self.depth,
             output_path=output_path,
+            system_prompt=system,
+            chain=self.chain,
         )
 
     def precheck(self, spec: RunSpec, cfg: AppConfig) -> DispatchResult | None:
-        """A failed result when the run must not start (recursion, a flag-like value), else None."""
+        """A failed result when the run must not start (a cycle, recursion, a flag-like value), else None."""
+        name = spec.agent.name
+        if name in spec.chain:
+            cycle = " -> ".join((*spec.chain[spec.chain.index(name):], name))
+            exc = RecursionFailure(
+                f"dispatch cycle {cycle}: agent {name} is already working on a dispatch above this one",
+                f"Answer from what you know instead of dispatching back to {name}, or say in your answer what "
+                f"{name} should do.",
+            )
+            return DispatchResult.failure(name, exc)
         limit = cfg.settings.max_dispatch_depth
         if self.depth >= limit:
             exc = RecursionFailure(
@@ -155,8 +179,14 @@ class Dispatcher:
 
     # -- workflows ---------------------------------------------------------------------------
 
-    async def dispatch(self, req: DispatchRequest, *, use_cache: bool = True) -> DispatchResult:
-        """One task to one agent; identical requests within the cache TTL are answered from memory."""
+    async def dispatch(
+        self, req: DispatchRequest, *, use_cache: bool = True, ask: AskFn | None = None
+    ) -> DispatchResult:
+        """One task to one agent; identical requests within the cache TTL are answered from memory.
+
+        Only a result whose outcome is `done` (or absent) is cached; a question never is.
+        `ask` puts a blocked agent's question to the human (see `clarify`).
+        """
         cfg = self.config()
         agent = self.agent(req.agent, cfg)
         caching = use_cache and cfg.settings.cache.enabled
@@ -166,18 +196,22 @@ class Dispatcher:
             if hit is not None:
                 return hit
         result = await self.run(self.spec(agent, req), cfg)
-        if key is not None:
+        result = await self.clarify(agent, req, result, cfg, ask)
+        if key is not None and not result.clarifications:  # an answer shaped by a person is theirs alone
             self.cache.put(key, agent.name, result)
         return result
 
-    async def dispatch_session(self, req: DispatchRequest, session_id: str = "") -> DispatchResult:
+    async def dispatch_session(
+        self, req: DispatchRequest, session_id: str = "", *, ask: AskFn | None = None
+    ) -> DispatchResult:
         """Start or continue a conversation with an agent; never cached."""
         cfg = self.config()
         agent = self.agent(req.agent, cfg)
-        return await self.run(self.spec(agent, req, resume=session_id or None), cfg)
+        result = await self.run(self.spec(agent, req, resume=session_id or None), cfg)
+        return await self.clarify(agent, req, result, cfg, ask)
 
     async def dispatch_stream(
-        self, req: DispatchRequest, on_progress: ProgressFn, interval: float = 0.1
+        self, req: DispatchRequest, on_progress: ProgressFn, interval: float = 0.1, *, ask: AskFn | None = None
     ) -> DispatchResult:
         """Like dispatch, reporting what the agent is doing through `on_progress` (throttled); never cached."""
         cfg = self.config()
@@ -190,9 +224,52 @@ class Dispatcher:
         async with anyio.create_task_group() as tg:
             tg.start_soon(progress.pump)
             result = await self.run(self.spec(agent, req, stream=True), cfg, on_event=on_event)
+            result = await self.clarify(agent, req, result, cfg, ask, stream=True, on_event=on_event)
             tg.cancel_scope.cancel()
         await progress.flush()  # the newest message always reaches the client, even if throttled
         return result
+
+    async def clarify(
+        self,
+        agent: EffectiveAgent,
+        req: DispatchRequest,
+        result: DispatchResult,
+        cfg: AppConfig,
+        ask: AskFn | None,
+        *,
+        stream: bool = False,
+        on_event: Any = None,
+    ) -> DispatchResult:
+        """Put a blocked agent's question to the human through `ask` and resume the same session
+        with the answer, at most `settings.max_clarifications` times.
+
+        Each resumed run takes a concurrency slot and the agent's timeout like any run. The final
+        result carries `clarifications` and the totals of every run (cost, duration, turns). With
+        no answer (declined, cancelled, no `ask`) the blocked result comes back as it is.
+        """
+        rounds: list[dict[str, str]] = []
+        runs = [result]
+        while (
+            ask is not None
+            and len(rounds) < cfg.settings.max_clarifications
+            and result.success
+            and result.outcome == "blocked"
+            and result.question
+            and result.session_id
+        ):
+            answer = await ask(agent.name, result.question)
+            if answer is None or not answer.strip():
+                break
+            rounds.append({"question": result.question, "answer": answer})
+            follow = make_request("clarification", agent=agent.name, task=protocol.answer_prompt(result.question,
+                                  answer), response_format=req.response_format)
+            result = await self.run(
+                self.spec(agent, follow, resume=result.session_id, stream=stream), cfg, on_event=on_event
+            )
+            runs.append(result)
+        if not rounds:
+            return result
+        return protocol.with_clarifications(result, runs, rounds)
 
     def parse_parallel(self, dispatches: Any) -> list[DispatchRequest]:
         """Validate a dispatch_parallel call as a whole before anything runs."""
@@ -227,8 +304,12 @@ class Dispatcher:
             requests.append(req)
         return requests
 
-    async def dispatch_parallel(self, requests: list[DispatchRequest], aggregate: str = "") -> Any:
-        """Run every request at once (bounded by the limiter); results in item order."""
+    async def dispatch_parallel(
+        self, requests: list[DispatchRequest], aggregate: str = "", *, ask: AskFn | None = None
+    ) -> Any:
+        """Run every request at once (bounded by the limiter); results in item order.
+
+        A blocked item's question goes through `ask` like a single dispatch's."""
         from agent_dispatch import background  # refs are stored as job records
 
         cfg = self.config()
@@ -238,9 +319,9 @@ class Dispatcher:
 
         async def one(index: int, req: DispatchRequest) -> None:
             if req.return_ref:
-                results[index] = await background.dispatch_ref(self, req)
+                results[index] = await background.dispatch_ref(self, req, ask=ask)
             else:
-                results[index] = (await self.dispatch(req)).to_json()
+                results[index] = (await self.dispatch(req, ask=ask)).to_json()
 
         async with anyio.create_task_group() as tg:
             for index, req in enumerate(requests):

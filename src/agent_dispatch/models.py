@@ -20,6 +20,7 @@ JOB_ID_RE = re.compile(r"[0-9a-f]{32}")
 ErrorType = Literal[
     "permission", "timeout", "recursion", "not_found", "budget", "usage_limit", "invalid_input", "cli_error"
 ]
+Outcome = Literal["done", "partial", "blocked"]
 JobStatus = Literal["pending", "running", "done", "failed", "cancelled"]
 JOB_STATUSES: tuple[str, ...] = ("pending", "running", "done", "failed", "cancelled")
 TERMINAL_STATUSES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
@@ -31,6 +32,8 @@ DIALOGUE_ROUNDS = (1, 10)
 WAIT_SECONDS_MAX = 3600.0
 JOBS_LIMIT = (1, 1000)
 DENIED_TOOLS_MAX = 50
+CLARIFICATIONS_MAX = 10  # the highest settings.max_clarifications (questions per dispatch)
+INSTRUCTIONS_MAX = 20_000  # characters of an agent's standing instructions (they go into argv)
 
 
 def is_valid_agent_name(name: object) -> bool:
@@ -117,6 +120,16 @@ def _check_tool_names(tools: list[str] | None) -> list[str] | None:
     return tools
 
 
+def _check_instructions(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if "\x00" in value:
+        raise ValueError("instructions must not contain NUL")
+    if len(value) > INSTRUCTIONS_MAX:
+        raise ValueError(f"instructions must be at most {INSTRUCTIONS_MAX} characters")
+    return value
+
+
 def _refuse_bool(value: Any) -> Any:
     # pydantic would read YAML `true` as 1 (second, dollar): a number was meant, say so.
     if isinstance(value, bool):
@@ -140,6 +153,7 @@ class AgentConfig(_Strict):
     allowed_tools: list[str] | None = None
     disallowed_tools: list[str] | None = None
     runtime: str | None = None  # None = claude
+    instructions: str | None = None
 
     @field_validator("directory")
     @classmethod
@@ -181,6 +195,10 @@ class AgentConfig(_Strict):
     @classmethod
     def _runtime(cls, value: str | None) -> str | None:
         return check_runtime(value)
+    @field_validator("instructions")
+    @classmethod
+    def _instructions(cls, value: str | None) -> str | None:
+        return _check_instructions(value)
 
 
 class CacheSettings(_Strict):
@@ -205,8 +223,10 @@ class Settings(_Strict):
     max_dispatch_depth: int = Field(default=3, ge=0)
     max_concurrency: int = Field(default=5, ge=1)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    dispatch_protocol: bool = True
+    max_clarifications: int = Field(default=2, ge=0, le=CLARIFICATIONS_MAX)
 
-    @field_validator("default_timeout", "default_max_budget_usd", mode="before")
+    @field_validator("default_timeout", "default_max_budget_usd", "max_clarifications", mode="before")
     @classmethod
     def _numbers_not_bool(cls, value: Any) -> Any:
         return _refuse_bool(value)
@@ -273,6 +293,8 @@ class EffectiveAgent(BaseModel):
     allowed_tools: tuple[str, ...] = ()
     disallowed_tools: tuple[str, ...] = ()
     runtime: str = "claude"
+    instructions: str | None = None
+    protocol: bool = True  # settings.dispatch_protocol
 
     @classmethod
     def resolve(cls, name: str, agent: AgentConfig, settings: Settings) -> EffectiveAgent:
@@ -290,6 +312,8 @@ class EffectiveAgent(BaseModel):
             allowed_tools=tuple(allowed),
             disallowed_tools=tuple(disallowed),
             runtime=agent.runtime or "claude",
+            instructions=agent.instructions or None,
+            protocol=settings.dispatch_protocol,
         )
 
 
@@ -349,11 +373,15 @@ class DispatchResult(BaseModel):
     hint: str | None = None
     runtime: str | None = None  # set for agents not on the default runtime (claude)
     usage: dict[str, int] | None = None  # token counts, from CLIs that report no cost
+    outcome: Outcome | None = None
+    question: str | None = None
+    clarifications: list[dict[str, str]] = Field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON answer: null and empty optional fields left out; `result` always present."""
         out: dict[str, Any] = {"agent": self.agent, "success": self.success, "result": self.result}
-        for key in ("session_id", "cost_usd", "duration_ms", "num_turns", "error", "error_type", "hint"):
+        for key in ("session_id", "cost_usd", "duration_ms", "num_turns", "error", "error_type", "hint", "outcome",
+                    "question"):
             value = getattr(self, key)
             if value is not None and value != "":
                 out[key] = value
@@ -367,6 +395,8 @@ class DispatchResult(BaseModel):
             out["runtime"] = self.runtime
         if self.usage:
             out["usage"] = dict(self.usage)
+        if self.clarifications:
+            out["clarifications"] = [dict(item) for item in self.clarifications]
         return out
 
     @classmethod

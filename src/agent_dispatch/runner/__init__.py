@@ -14,12 +14,21 @@ collect_output / run_alive / kill_run   finishing a file-backed run from another
 from agent_dispatch.runner.argv import CLAUDE_ENV, RunSpec, build_argv, check_value, claude_command, error_path_for
 from agent_dispatch.runner.events import StreamEvent
 from agent_dispatch.runner.outcome import RunOutcome
-from agent_dispatch.runner.process import DEPTH_ENV, child_env, collect_output, current_depth, run_claude
+from agent_dispatch.runner.process import (
+    CHAIN_ENV,
+    DEPTH_ENV,
+    child_env,
+    collect_output,
+    current_chain,
+    current_depth,
+    run_claude,
+)
 from agent_dispatch.runner.prompt import JSON_INSTRUCTION, build_prompt, parse_json_answer
 from agent_dispatch.runner.tree import TOKEN_ENV, RunHandle, kill_run, run_alive, run_processes
 from agent_dispatch.runtimes.claude.classify import classify, permission_hint
 
 __all__ = [
+    "CHAIN_ENV",
     "CLAUDE_ENV",
     "DEPTH_ENV",
     "JSON_INSTRUCTION",
@@ -35,6 +44,7 @@ __all__ = [
     "claude_command",
     "classify",
     "collect_output",
+    "current_chain",
     "current_depth",
     "error_path_for",
     "kill_run",

@@ -35,6 +35,9 @@ class RunSpec:
     `depth` is the caller's nesting depth (the child gets depth+1). `output_path` selects the
     file-backed mode: stdout goes to that file and stderr to `error_path_for(output_path)`,
     so the run survives the server. `timeout` (seconds) overrides `agent.timeout` when set.
+    `system_prompt` (the dispatch protocol and standing instructions, from `protocol`) is added
+    to the agent's system prompt by its runtime on a new session; a resumed session keeps its own.
+    `chain` is the agent names of the dispatches above this one (the child gets it plus its own).
     """
 
     agent: EffectiveAgent
@@ -46,6 +49,8 @@ class RunSpec:
     depth: int = 0
     output_path: Path | None = None
     timeout: float | None = None
+    system_prompt: str | None = None
+    chain: tuple[str, ...] = ()
 
     @property
     def effective_timeout(self) -> float:

@@ -26,7 +26,7 @@ from typing import Any
 import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 
-from agent_dispatch import runtimes
+from agent_dispatch import protocol, runtimes
 from agent_dispatch.errors import CliFailure, InvalidInputFailure, NotFoundFailure
 from agent_dispatch.models import DispatchResult
 from agent_dispatch.runner.argv import RunSpec, error_path_for
@@ -49,6 +49,7 @@ from agent_dispatch.runner.tree import (
 log = logging.getLogger(__name__)
 
 DEPTH_ENV = "AGENT_DISPATCH_DEPTH"
+CHAIN_ENV = "AGENT_DISPATCH_CHAIN"
 # Set by Claude Code in the processes it starts (our server included): a child `claude` seeing the
 # first two refuses to run nested, and CLAUDE_PROJECT_DIR would point the agent at the caller's project.
 _PARENT_SESSION_ENV = ("CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT", "CLAUDE_PROJECT_DIR")
@@ -69,13 +70,26 @@ def current_depth() -> int:
     return int(value) if value.isdigit() else 0
 
 
-def child_env(depth: int, token: str) -> dict[str, str]:
-    """The child's environment: ours, with the depth incremented and the run token chained in."""
+def current_chain() -> tuple[str, ...]:
+    """The agent names of the dispatches above this process (env AGENT_DISPATCH_CHAIN).
+
+    Entries that are not valid agent names are dropped: a damaged variable never blocks a run.
+    """
+    from agent_dispatch.models import is_valid_agent_name
+
+    raw = os.environ.get(CHAIN_ENV, "")
+    return tuple(name for name in (part.strip() for part in raw.split(",")) if is_valid_agent_name(name))
+
+
+def child_env(depth: int, token: str, chain: tuple[str, ...] = ()) -> dict[str, str]:
+    """The child's environment: ours, with the depth incremented, the run token chained in,
+    and the dispatch chain (`chain`, already holding the child's own agent)."""
     env = dict(os.environ)
     for key in _PARENT_SESSION_ENV:
         env.pop(key, None)
     env[DEPTH_ENV] = str(max(0, depth) + 1)
     env[TOKEN_ENV] = env[MARK_ENV] = token_chain(token)
+    env[CHAIN_ENV] = ",".join(chain)
     return env
 
 
@@ -212,7 +226,7 @@ class _Run:
                     stdout=fds[0] if fds else subprocess.PIPE,
                     stderr=fds[1] if fds else subprocess.PIPE,
                     cwd=spec.agent.directory,
-                    env={**child_env(spec.depth, token), **spec.runtime.env(spec)},
+                    env={**child_env(spec.depth, token, (*spec.chain, spec.agent.name)), **spec.runtime.env(spec)},
                     start_new_session=True,
                 )
         except OSError as exc:
@@ -395,7 +409,13 @@ class _Run:
             output_size=self.reader.size,
             duration_ms=int((time.monotonic() - self.began) * 1000),
         )
-        return self.spec.runtime.classify(self.spec.agent, outcome, self.spec.response_format)
+        return finish_result(self.spec.runtime, self.spec.agent, outcome, self.spec.response_format)
+
+
+def finish_result(runtime: Any, agent: Any, outcome: RunOutcome, response_format: str = "") -> DispatchResult:
+    """The one funnel from a finished run to its DispatchResult, for every runtime: the runtime's
+    classification, then the dispatch protocol's STATUS / QUESTION read back (`protocol`)."""
+    return protocol.apply_outcome(runtime.classify(agent, outcome, response_format), response_format)
 
 
 def _drive(steps: Any) -> None:
@@ -422,4 +442,4 @@ def collect_output(
     if result is None:
         return None
     outcome = RunOutcome(result=result, session_id=session, output_size=len(data))
-    return impl.classify(agent, outcome, response_format)
+    return finish_result(impl, agent, outcome, response_format)

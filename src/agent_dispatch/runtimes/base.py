@@ -45,6 +45,7 @@ class Runtime:
     command_env = ""  # env variable naming the executable instead
     install_hint = ""
     context_file = ""  # the project file the CLI reads as its standing instructions
+    system_prompt_option = False  # the argv can add to the system prompt (else the protocol leads the prompt)
 
     def command(self) -> str:
         """The executable: the env override (a path or a name on PATH), else the name on PATH.

@@ -20,6 +20,7 @@ class ClaudeRuntime(Runtime):
         "AGENT_DISPATCH_CLAUDE at the claude executable."
     )
     context_file = "CLAUDE.md"
+    system_prompt_option = True  # --append-system-prompt
 
     def new_session_id(self) -> str | None:
         return str(uuid.uuid4())

@@ -19,6 +19,9 @@ def build_argv(spec: RunSpec, session_id: str | None = None) -> list[str]:
         argv += ["--resume", check_value(spec.resume, "session_id")]
     elif session_id:
         argv += ["--session-id", check_value(session_id, "session_id")]
+    if spec.system_prompt and not spec.resume:
+        # The CLI stores a session's system prompt and ignores this option on --resume.
+        argv += ["--append-system-prompt", check_value(spec.system_prompt, "system prompt")]
     if agent.model:
         argv += ["--model", check_value(agent.model, "model")]
     if agent.max_budget_usd is not None:
