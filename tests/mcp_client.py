@@ -29,3 +29,11 @@ async def call(client: Client, tool: str, **args):
     if result.structured_content is not None:
         assert result.structured_content == value, "structured content must equal the JSON text"
     return value
+
+
+@asynccontextmanager
+async def connect_with(options: dict, **env: str):
+    """`connect`, with extra `Client` options (e.g. elicitation_callback, mode="legacy")."""
+    params = StdioServerParameters(command=SERVER, args=["serve"], env={**os.environ, **env})
+    async with Client(params, read_timeout_seconds=60, **options) as client:
+        yield client

@@ -14,10 +14,11 @@ from pydantic import Field, ValidationError
 
 from agent_dispatch import __version__, background
 from agent_dispatch import config as configmod
-from agent_dispatch.dispatcher import Dispatcher, make_request
+from agent_dispatch.dispatcher import AskFn, Dispatcher, make_request
 from agent_dispatch.errors import BadArgumentError
 from agent_dispatch.models import PREVIEW_LINES_MAX, WAIT_SECONDS_MAX, clamp
 from agent_dispatch.server.answers import boundary, envelope, finite, short_validation
+from agent_dispatch.server.clarify import Flows, clarifying
 
 # Parameter types shared by the dispatch tools; their descriptions reach the calling model in the schema.
 AgentName = Annotated[str, Field(description="Name of a registered agent (see list_agents).")]
@@ -57,17 +58,20 @@ class _Server(MCPServer):
 class State:
     dispatcher: Dispatcher
     jobs: background.JobManager
+    flows: Flows
 
 
 def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
     """The MCP server with every tool of the contract registered."""
     state = State()
+    state.flows = Flows()
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[dict[str, Any]]:
         state.dispatcher = dispatcher or Dispatcher()
         async with anyio.create_task_group() as tg:
             state.jobs = background.JobManager(state.dispatcher, tg)
+            state.flows.tg = tg
             tg.start_soon(state.jobs.recover_on_start)
             try:
                 yield {}
@@ -79,10 +83,14 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
     server = _Server(name="agent-dispatch", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan)
     server.agent_dispatch_state = state  # type: ignore[attr-defined]
 
-    def tool(description: str, *, read_only: bool = False) -> Callable[[Callable[..., Any]], Any]:
+    def tool(
+        description: str, *, read_only: bool = False, asks: bool = False
+    ) -> Callable[[Callable[..., Any]], Any]:
+        """Register a tool; `asks`: its body takes `ask`, and blocked agents' questions reach the human."""
+
         def register(fn: Callable[..., Any]) -> Any:
             server.add_tool(
-                boundary(fn),
+                boundary(clarifying(fn, state.flows) if asks else fn),
                 name=fn.__name__,
                 description=description,
                 annotations=ToolAnnotations(read_only_hint=read_only) if read_only else None,
@@ -172,7 +180,7 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
     @tool("Give one task to one agent and wait for its answer. `context` is background the agent needs; "
           "`caller` says who you are; `goal` says what the result is for; response_format='json' asks for one "
           "JSON value (parsed into parsed_result). return_ref=true stores the full answer and returns a ref "
-          "with a `summary_chars`-long summary: use fetch_result(ref) to read it all.")
+          "with a `summary_chars`-long summary: use fetch_result(ref) to read it all.", asks=True)
     async def dispatch(
         agent: AgentName,
         task: Task,
@@ -182,17 +190,19 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
         response_format: ResponseFormat = "",
         return_ref: bool = False,
         summary_chars: int = 500,
+        *,
+        ask: AskFn,
     ) -> dict[str, Any]:
         req = make_request(
             agent=agent, task=task, context=context, caller=caller, goal=goal,
             response_format=response_format, return_ref=return_ref, summary_chars=summary_chars,
         )
         if req.return_ref:
-            return await background.dispatch_ref(state.dispatcher, req)
-        return (await state.dispatcher.dispatch(req)).to_json()
+            return await background.dispatch_ref(state.dispatcher, req, ask=ask)
+        return (await state.dispatcher.dispatch(req, ask=ask)).to_json()
 
     @tool("Talk to an agent over several turns: leave session_id empty to start, then pass back the session_id "
-          "from its answer to continue the same conversation. Never cached.")
+          "from its answer to continue the same conversation. Never cached.", asks=True)
     async def dispatch_session(
         agent: AgentName,
         task: Task,
@@ -201,22 +211,24 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
         caller: Caller = "",
         goal: Goal = "",
         response_format: ResponseFormat = "",
+        *,
+        ask: AskFn,
     ) -> dict[str, Any]:
         req = make_request(
             agent=agent, task=task, context=context, caller=caller, goal=goal, response_format=response_format
         )
-        return (await state.dispatcher.dispatch_session(req, session_id)).to_json()
+        return (await state.dispatcher.dispatch_session(req, session_id, ask=ask)).to_json()
 
     @tool("Run several dispatches at once. `dispatches` is a JSON string holding a list of objects "
           "{agent, task, context?, caller?, goal?, response_format?, return_ref?, summary_chars?}. Answers a list "
           "of results in item order; with `aggregate` (an agent name) that agent also combines them, and the "
-          "answer is {individual_results, aggregated}. The whole call is refused if any item is invalid.")
-    async def dispatch_parallel(dispatches: str, aggregate: str = "") -> Any:
+          "answer is {individual_results, aggregated}. The whole call is refused if any item is invalid.", asks=True)
+    async def dispatch_parallel(dispatches: str, aggregate: str = "", *, ask: AskFn) -> Any:
         requests = state.dispatcher.parse_parallel(dispatches)
-        return await state.dispatcher.dispatch_parallel(requests, aggregate)
+        return await state.dispatcher.dispatch_parallel(requests, aggregate, ask=ask)
 
     @tool("Like dispatch, but while the agent works you receive progress notifications with what it is "
-          "doing (its latest text or tool use). Never cached.")
+          "doing (its latest text or tool use). Never cached.", asks=True)
     async def dispatch_stream(
         ctx: Context,
         agent: AgentName,
@@ -225,6 +237,8 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
         caller: Caller = "",
         goal: Goal = "",
         response_format: ResponseFormat = "",
+        *,
+        ask: AskFn,
     ) -> dict[str, Any]:
         req = make_request(
             agent=agent, task=task, context=context, caller=caller, goal=goal, response_format=response_format
@@ -235,7 +249,7 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
             counter["n"] += 1
             await ctx.report_progress(counter["n"], None, message)
 
-        return (await state.dispatcher.dispatch_stream(req, progress)).to_json()
+        return (await state.dispatcher.dispatch_stream(req, progress, ask=ask)).to_json()
 
     @tool("Let two agents talk until one of them writes [RESOLVED] or `max_rounds` (1..10) rounds pass. The "
           "topic goes to the responder first; each round is the responder's message, then the requester's reply.")
