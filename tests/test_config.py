@@ -537,5 +537,9 @@ def test_the_example_config_loads_and_shows_every_key(tmp_path):
     assert set(raw["agents"]["infra"]) == set(AgentConfig.model_fields)
     assert set(raw["settings"]) == set(Settings.model_fields)
     assert set(raw["settings"]["cache"]) == set(CacheSettings.model_fields)
+    from agent_dispatch.models import GroupConfig, GroupMember
+
+    assert set(raw["groups"]["shop"]) == set(GroupConfig.model_fields)
+    assert set(raw["groups"]["shop"]["members"][0]) == set(GroupMember.model_fields)
     assert loaded.agents["infra"].directory == os.path.expanduser("~/projects/infra")
     assert loaded.agents["web"].allowed_tools is None

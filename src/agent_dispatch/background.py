@@ -134,6 +134,7 @@ class JobManager:
             raise BadArgumentError("this process cannot run background jobs", "Use the MCP server's dispatch_async.")
         cfg = self.dispatcher.config()
         self.dispatcher.agent(req.agent, cfg)
+        req = self.dispatcher.through_group(req, cfg)
         job = Job(
             id=uuid.uuid4().hex,
             status="pending",

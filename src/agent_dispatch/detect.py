@@ -134,6 +134,9 @@ def agent_listing(name: str, agent: AgentConfig) -> dict[str, Any]:
     for key in ("allowed_tools", "disallowed_tools"):
         if getattr(agent, key) is not None:
             item[key] = list(getattr(agent, key))
+    for key in ("capabilities", "risky_capabilities"):
+        if getattr(agent, key, None):
+            item[key] = list(getattr(agent, key))
     return item
 
 
@@ -151,8 +154,9 @@ def agent_inspection(name: str, agent: AgentConfig, settings: Settings, preview_
         "description": agent.description or info.description,
         "timeout": agent.timeout or settings.default_timeout,
     }
-    for key in ("model", "max_budget_usd", "permission_mode", "allowed_tools", "disallowed_tools"):
-        value = getattr(agent, key)
+    for key in ("model", "max_budget_usd", "permission_mode", "allowed_tools", "disallowed_tools",
+                "capabilities", "risky_capabilities", "instructions"):
+        value = getattr(agent, key, None)
         if value is not None:
             out[key] = list(value) if isinstance(value, list) else value
     out.update(

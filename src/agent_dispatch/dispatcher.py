@@ -104,6 +104,15 @@ class Dispatcher:
             )
         return EffectiveAgent.resolve(name, cfg.agents[name], cfg.settings)
 
+    def through_group(self, req: DispatchRequest, cfg: AppConfig | None = None) -> DispatchRequest:
+        """`req` as it runs: with a `group`, the agent must be a member (BadArgumentError naming the
+        members) and the group's shared_context leads the context, so the cache keeps groups apart."""
+        if not req.group:
+            return req
+        cfg = cfg or self.config()
+        context = configmod.through_group(cfg, req.agent, req.group, req.context)
+        return req.model_copy(update={"context": context, "group": ""})
+
     def claude(self) -> str:
         """The claude executable; a configured one that cannot be found is kept, so the error names it."""
         return self._claude or configmod.claude_command() or os.environ.get(configmod.CLAUDE_ENV) or "claude"
@@ -189,6 +198,7 @@ class Dispatcher:
         """
         cfg = self.config()
         agent = self.agent(req.agent, cfg)
+        req = self.through_group(req, cfg)
         caching = use_cache and cfg.settings.cache.enabled
         key = cache_key(req, agent) if caching else None
         if key is not None:
@@ -207,6 +217,7 @@ class Dispatcher:
         """Start or continue a conversation with an agent; never cached."""
         cfg = self.config()
         agent = self.agent(req.agent, cfg)
+        req = self.through_group(req, cfg)
         result = await self.run(self.spec(agent, req, resume=session_id or None), cfg)
         return await self.clarify(agent, req, result, cfg, ask)
 
@@ -216,6 +227,7 @@ class Dispatcher:
         """Like dispatch, reporting what the agent is doing through `on_progress` (throttled); never cached."""
         cfg = self.config()
         agent = self.agent(req.agent, cfg)
+        req = self.through_group(req, cfg)
         progress = _ThrottledProgress(on_progress, interval)
 
         def on_event(event: Any) -> None:
@@ -301,6 +313,10 @@ class Dispatcher:
             _check_item_keys(item, index)
             req = make_request(f"dispatches[{index}]", **item)
             self.agent(req.agent, cfg)
+            try:
+                self.through_group(req, cfg)
+            except BadArgumentError as exc:
+                raise BadArgumentError(f"dispatches[{index}]: {exc.message}", exc.hint) from None
             requests.append(req)
         return requests
 

@@ -4,6 +4,8 @@
     ├── ConfigError                    agents.yaml cannot be read, parsed or written
     ├── AgentNotFoundError             no agent of that name
     ├── AgentExistsError               add of a name already taken
+    ├── GroupNotFoundError             no group of that name
+    ├── GroupExistsError               group add of a name already taken
     ├── BadArgumentError               a tool or CLI argument is out of range or malformed
     ├── JobNotFoundError               no job record with that id
     ├── JobRecordError                 a job record exists but cannot be read or trusted
@@ -55,6 +57,14 @@ class AgentNotFoundError(AgentDispatchError):
 
 class AgentExistsError(AgentDispatchError):
     default_hint = "Use `agent-dispatch update` to change it, or pick another name."
+
+
+class GroupNotFoundError(AgentDispatchError):
+    default_hint = "Call list_groups to see the groups, or create one with `agent-dispatch group add`."
+
+
+class GroupExistsError(AgentDispatchError):
+    default_hint = "Use `agent-dispatch group update` to change it, or pick another name."
 
 
 class BadArgumentError(AgentDispatchError):

@@ -34,6 +34,7 @@ JOBS_LIMIT = (1, 1000)
 DENIED_TOOLS_MAX = 50
 CLARIFICATIONS_MAX = 10  # the highest settings.max_clarifications (questions per dispatch)
 INSTRUCTIONS_MAX = 20_000  # characters of an agent's standing instructions (they go into argv)
+LABEL_TEXT_MAX = 1000  # characters of a group member's use_for
 
 
 def is_valid_agent_name(name: object) -> bool:
@@ -130,6 +131,15 @@ def _check_instructions(value: str | None) -> str | None:
     return value
 
 
+def _check_labels(labels: list[str] | None) -> list[str] | None:
+    if labels is None:
+        return None
+    for label in labels:
+        if not label.strip() or len(label) > 200 or any(not ch.isprintable() for ch in label):
+            raise ValueError("labels must be non-empty printable text of at most 200 characters")
+    return labels
+
+
 def _refuse_bool(value: Any) -> Any:
     # pydantic would read YAML `true` as 1 (second, dollar): a number was meant, say so.
     if isinstance(value, bool):
@@ -154,6 +164,8 @@ class AgentConfig(_Strict):
     disallowed_tools: list[str] | None = None
     runtime: str | None = None  # None = claude
     instructions: str | None = None
+    capabilities: list[str] | None = None  # labels shown to callers choosing an agent
+    risky_capabilities: list[str] | None = None  # labels that call for care
 
     @field_validator("directory")
     @classmethod
@@ -199,6 +211,67 @@ class AgentConfig(_Strict):
     @classmethod
     def _instructions(cls, value: str | None) -> str | None:
         return _check_instructions(value)
+
+    @field_validator("capabilities", "risky_capabilities")
+    @classmethod
+    def _labels(cls, value: list[str] | None) -> list[str] | None:
+        return _check_labels(value)
+
+
+class GroupMember(_Strict):
+    """One member of a group: an agent's name and what the group uses it for."""
+
+    agent: str
+    use_for: str = ""
+
+    @field_validator("agent")
+    @classmethod
+    def _agent(cls, value: str) -> str:
+        if not is_valid_agent_name(value):
+            raise ValueError(f"member {value!r} is not a valid agent name")
+        return value
+
+    @field_validator("use_for")
+    @classmethod
+    def _use_for(cls, value: str) -> str:
+        if "\x00" in value or len(value) > LABEL_TEXT_MAX:
+            raise ValueError(f"use_for must be text of at most {LABEL_TEXT_MAX} characters without NUL")
+        return value
+
+
+class GroupConfig(_Strict):
+    """One entry under `groups:`. Members may name agents that were removed since (reported unknown)."""
+
+    description: str = ""  # for the caller choosing agents; never sent to members
+    shared_context: str = ""  # facts added to the context of every dispatch made through the group
+    members: list[GroupMember] = Field(default_factory=list)
+
+    @field_validator("members", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @field_validator("description", "shared_context", mode="before")
+    @classmethod
+    def _none_is_blank(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+    @field_validator("members")
+    @classmethod
+    def _unique(cls, value: list[GroupMember]) -> list[GroupMember]:
+        names = [member.agent for member in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"members are listed more than once: {', '.join(twice)}")
+        return value
+
+    @field_validator("shared_context")
+    @classmethod
+    def _shared(cls, value: str) -> str:
+        return _check_instructions(value) or ""
+
+    def member(self, agent: str) -> GroupMember | None:
+        return next((member for member in self.members if member.agent == agent), None)
 
 
 class CacheSettings(_Strict):
@@ -256,7 +329,23 @@ class AppConfig(_Strict):
     """The whole agents.yaml."""
 
     agents: dict[str, AgentConfig] = Field(default_factory=dict)
+    groups: dict[str, GroupConfig] = Field(default_factory=dict)
     settings: Settings = Field(default_factory=Settings)
+
+    @field_validator("groups", mode="before")
+    @classmethod
+    def _no_groups(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @field_validator("groups")
+    @classmethod
+    def _group_names(cls, value: dict[str, GroupConfig]) -> dict[str, GroupConfig]:
+        for name in value:
+            if not is_valid_agent_name(name):
+                raise ValueError(
+                    f"invalid group name {name!r}: start with a letter or digit; use letters, digits, - and _"
+                )
+        return value
 
     @field_validator("agents", mode="before")
     @classmethod
@@ -330,6 +419,7 @@ class DispatchRequest(BaseModel):
     response_format: Literal["", "json"] = ""
     return_ref: bool = False
     summary_chars: int = 500
+    group: str = ""  # dispatch through this group: the agent must be a member; its shared_context is added
 
     @field_validator("response_format", mode="before")
     @classmethod

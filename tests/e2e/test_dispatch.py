@@ -134,6 +134,7 @@ async def test_agent_timeout_kills_the_run_and_keeps_the_session(e2e):
         assert elapsed < 8, f"timeout of 2 s took {elapsed:.1f} s to come back"
         assert processes_in(project) == []
         assert UUID_RE.fullmatch(out.get("session_id") or ""), out
+        e2e.add_agent("slow", directory=project, timeout=60)  # a 2 s resume fails on a loaded machine
         resumed = await e2e.call(client, "dispatch_session", agent="slow", task="carry on",
                                  session_id=out["session_id"])
     assert resumed["success"] is True, resumed

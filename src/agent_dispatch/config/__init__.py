@@ -3,6 +3,8 @@
     paths    config_path(), jobs_dir(), claude_command()
     store    ConfigStore: load() (cached, validated), modify(fn) (locked, atomic), create()
     agents   AgentChanges.from_inputs(), add_agent(), update_agent(), remove_agent(), find_agent()
+    groups   add_group(), update_group(), remove_group(), group_listing(), group_inspection(),
+             through_group()
     detect   (agent_dispatch.detect) detect_project(), generate_description(), agent_listing(),
              agent_inspection(), preview()
 
@@ -23,6 +25,16 @@ from agent_dispatch.config.agents import (
     list_agents,
     remove_agent,
     update_agent,
+)
+from agent_dispatch.config.groups import (
+    add_group,
+    find_group,
+    group_inspection,
+    group_listing,
+    parse_members,
+    remove_group,
+    through_group,
+    update_group,
 )
 from agent_dispatch.config.paths import (
     CLAUDE_ENV,
@@ -61,6 +73,7 @@ __all__ = [
     "ProjectInfo",
     "add_agent",
     "add_agent_with_changes",
+    "add_group",
     "agent_inspection",
     "agent_listing",
     "agent_not_found",
@@ -71,11 +84,18 @@ __all__ = [
     "detect_project",
     "existing_directory",
     "find_agent",
+    "find_group",
     "generate_description",
+    "group_inspection",
+    "group_listing",
     "inspect_agent",
     "jobs_dir",
     "list_agents",
+    "parse_members",
     "preview",
     "remove_agent",
+    "remove_group",
+    "through_group",
     "update_agent",
+    "update_group",
 ]

@@ -51,6 +51,9 @@ class AgentChanges:
         permission_mode: str | None = None,
         allowed_tools: str | list[str] | None = None,
         disallowed_tools: str | list[str] | None = None,
+        instructions: str | None = None,
+        capabilities: str | list[str] | None = None,
+        risky_capabilities: str | list[str] | None = None,
     ) -> AgentChanges:
         """Parse front-door inputs with the contract's update semantics.
 
@@ -66,6 +69,9 @@ class AgentChanges:
             "permission_mode": _parse_word(permission_mode, "permission_mode"),
             "allowed_tools": _parse_tools(allowed_tools, "allowed_tools"),
             "disallowed_tools": _parse_tools(disallowed_tools, "disallowed_tools"),
+            "instructions": _parse_instructions(instructions),
+            "capabilities": _parse_labels(capabilities, "capabilities"),
+            "risky_capabilities": _parse_labels(risky_capabilities, "risky_capabilities"),
         }
         return cls({key: value for key, value in parsed.items() if value is not _LEAVE})
 
@@ -202,6 +208,35 @@ def _parse_tools(raw: object, field: str) -> Any:
     return [_check_tool(name, field) for name in names]
 
 
+def _parse_instructions(raw: object) -> Any:
+    if _is_leave(raw):
+        return _LEAVE
+    if _is_clear(raw):
+        return None
+    if not isinstance(raw, str):
+        raise _bad("instructions", raw, "text", "Pass the standing orders as text, or \"none\" to clear them.")
+    return raw.strip()
+
+
+def _parse_labels(raw: object, field: str) -> Any:
+    """Labels: a comma-separated string or a list; "none" clears them."""
+    if isinstance(raw, (list, tuple)):
+        names = [str(item).strip() for item in raw]
+    elif _is_leave(raw):
+        return _LEAVE
+    elif _is_clear(raw):
+        return None
+    elif isinstance(raw, str):
+        names = [part.strip() for part in raw.split(",")]
+    else:
+        raise _bad(field, raw, "comma-separated labels", 'e.g. "docker_logs,deploy_debug".')
+    names = [name for name in names if name]
+    for name in names:
+        if len(name) > 200 or any(not ch.isprintable() for ch in name):
+            raise _bad(field, name, "printable labels of at most 200 characters", 'e.g. "docker_logs,deploy_debug".')
+    return list(dict.fromkeys(names))
+
+
 def _build_agent(data: Mapping[str, Any]) -> AgentConfig:
     from pydantic import ValidationError
 
@@ -259,6 +294,9 @@ def add_agent(
     permission_mode: str | None = None,
     allowed_tools: str | list[str] | None = None,
     disallowed_tools: str | list[str] | None = None,
+    instructions: str | None = None,
+    capabilities: str | list[str] | None = None,
+    risky_capabilities: str | list[str] | None = None,
 ) -> AgentConfig:
     """Register a new agent and return it. An empty description is generated from the project.
 
@@ -268,7 +306,8 @@ def add_agent(
     """
     changes = AgentChanges.from_inputs(
         timeout=timeout, max_budget_usd=max_budget_usd, model=model, permission_mode=permission_mode,
-        allowed_tools=allowed_tools, disallowed_tools=disallowed_tools,
+        allowed_tools=allowed_tools, disallowed_tools=disallowed_tools, instructions=instructions,
+        capabilities=capabilities, risky_capabilities=risky_capabilities,
     )
     return add_agent_with_changes(store, name, directory, description, changes)
 

@@ -47,7 +47,7 @@ STARTER = (
 )
 AGENT_FIELDS = (
     "directory", "description", "timeout", "model", "max_budget_usd", "permission_mode",
-    "allowed_tools", "disallowed_tools",
+    "allowed_tools", "disallowed_tools", "instructions", "capabilities", "risky_capabilities",
 )
 
 
@@ -468,9 +468,20 @@ def _serialisable(config: AppConfig) -> dict[str, Any]:
     for name, agent in config.agents.items():
         agents[name] = {key: value for key, value in agent.model_dump().items() if value is not None and value != ""}
     out: dict[str, Any] = {"agents": agents}
+    if config.groups:
+        out["groups"] = {name: _group_data(group) for name, group in config.groups.items()}
     settings = _prune(config.settings.model_dump(exclude_unset=True))
     if settings:
         out["settings"] = settings
+    return out
+
+
+def _group_data(group: Any) -> dict[str, Any]:
+    """A group as written: empty texts left out, each member's use_for only when set."""
+    out: dict[str, Any] = {key: getattr(group, key) for key in ("description", "shared_context") if getattr(group, key)}
+    out["members"] = [
+        {"agent": m.agent, **({"use_for": m.use_for} if m.use_for else {})} for m in group.members
+    ]
     return out
 
 

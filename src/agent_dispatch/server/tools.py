@@ -29,6 +29,11 @@ Goal = Annotated[str, Field(description="What the result will be used for.")]
 ResponseFormat = Annotated[
     str, Field(description='"" for plain text, or "json" to get one JSON value back in parsed_result.')
 ]
+GroupName = Annotated[
+    str, Field(description="Dispatch through this group (see list_groups): the agent must be a member, and the "
+                           "group's shared context is added to the context.")
+]
+Labels = Annotated[str, Field(description='Comma-separated labels, e.g. "docker_logs,deploy_debug".')]
 
 SHUTDOWN_REASON = "the agent-dispatch server stopped before this job started"
 
@@ -128,6 +133,9 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
         permission_mode: str = "",
         allowed_tools: str = "",
         disallowed_tools: str = "",
+        capabilities: Labels = "",
+        risky_capabilities: Labels = "",
+        instructions: str = "",
     ) -> dict[str, Any]:
         finite(max_budget_usd, "max_budget_usd")
         changes = configmod.AgentChanges.from_inputs(
@@ -136,6 +144,9 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
             permission_mode=permission_mode,
             allowed_tools=allowed_tools,
             disallowed_tools=disallowed_tools,
+            capabilities=capabilities,
+            risky_capabilities=risky_capabilities,
+            instructions=instructions,
         )
         agent = await anyio.to_thread.run_sync(
             lambda: configmod.add_agent_with_changes(state.dispatcher.store, name, directory, description, changes)
@@ -153,6 +164,9 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
         permission_mode: str = "",
         allowed_tools: str = "",
         disallowed_tools: str = "",
+        capabilities: Labels = "",
+        risky_capabilities: Labels = "",
+        instructions: str = "",
     ) -> dict[str, Any]:
         if not isinstance(max_budget_usd, str):
             finite(max_budget_usd, "max_budget_usd")
@@ -164,6 +178,9 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
             permission_mode=permission_mode,
             allowed_tools=allowed_tools,
             disallowed_tools=disallowed_tools,
+            capabilities=capabilities,
+            risky_capabilities=risky_capabilities,
+            instructions=instructions,
         )
         agent = await anyio.to_thread.run_sync(
             lambda: configmod.update_agent(state.dispatcher.store, name, changes)
@@ -174,6 +191,17 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
     async def remove_agent(name: str) -> dict[str, Any]:
         await anyio.to_thread.run_sync(lambda: configmod.remove_agent(state.dispatcher.store, name))
         return {"removed": name}
+
+    # -- groups ------------------------------------------------------------------------------
+
+    @tool("List the groups of agents that work together: name, description, and members with what each is "
+          "used for and its health (a member whose agent was removed is unknown: true).", read_only=True)
+    async def list_groups() -> list[dict[str, Any]]:
+        return configmod.group_listing(state.dispatcher.config())
+
+    @tool("Show one group: description, the shared context its dispatches get, and its members.", read_only=True)
+    async def inspect_group(name: str) -> dict[str, Any]:
+        return configmod.group_inspection(state.dispatcher.config(), name)
 
     # -- dispatching -----------------------------------------------------------------------
 
@@ -190,12 +218,13 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
         response_format: ResponseFormat = "",
         return_ref: bool = False,
         summary_chars: int = 500,
+        group: GroupName = "",
         *,
         ask: AskFn,
     ) -> dict[str, Any]:
         req = make_request(
             agent=agent, task=task, context=context, caller=caller, goal=goal,
-            response_format=response_format, return_ref=return_ref, summary_chars=summary_chars,
+            response_format=response_format, return_ref=return_ref, summary_chars=summary_chars, group=group,
         )
         if req.return_ref:
             return await background.dispatch_ref(state.dispatcher, req, ask=ask)
@@ -211,17 +240,20 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
         caller: Caller = "",
         goal: Goal = "",
         response_format: ResponseFormat = "",
+        group: GroupName = "",
         *,
         ask: AskFn,
     ) -> dict[str, Any]:
         req = make_request(
-            agent=agent, task=task, context=context, caller=caller, goal=goal, response_format=response_format
+            agent=agent, task=task, context=context, caller=caller, goal=goal, response_format=response_format,
+            group=group,
         )
         return (await state.dispatcher.dispatch_session(req, session_id, ask=ask)).to_json()
 
     @tool("Run several dispatches at once. `dispatches` is a JSON string holding a list of objects "
-          "{agent, task, context?, caller?, goal?, response_format?, return_ref?, summary_chars?}. Answers a list "
-          "of results in item order; with `aggregate` (an agent name) that agent also combines them, and the "
+          "{agent, task, context?, caller?, goal?, response_format?, return_ref?, summary_chars?, group?}. "
+          "Answers a list of results in item order; with `aggregate` (an agent name) that agent also combines "
+          "them, and the "
           "answer is {individual_results, aggregated}. The whole call is refused if any item is invalid.", asks=True)
     async def dispatch_parallel(dispatches: str, aggregate: str = "", *, ask: AskFn) -> Any:
         requests = state.dispatcher.parse_parallel(dispatches)
@@ -237,11 +269,13 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
         caller: Caller = "",
         goal: Goal = "",
         response_format: ResponseFormat = "",
+        group: GroupName = "",
         *,
         ask: AskFn,
     ) -> dict[str, Any]:
         req = make_request(
-            agent=agent, task=task, context=context, caller=caller, goal=goal, response_format=response_format
+            agent=agent, task=task, context=context, caller=caller, goal=goal, response_format=response_format,
+            group=group,
         )
         counter = {"n": 0}
 
@@ -279,9 +313,11 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
         caller: Caller = "",
         goal: Goal = "",
         response_format: ResponseFormat = "",
+        group: GroupName = "",
     ) -> dict[str, Any]:
         req = make_request(
-            agent=agent, task=task, context=context, caller=caller, goal=goal, response_format=response_format
+            agent=agent, task=task, context=context, caller=caller, goal=goal, response_format=response_format,
+            group=group,
         )
         job = await state.jobs.start(req)
         return {"job_id": job.id, "status": job.status, "agent": job.agent}
