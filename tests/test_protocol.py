@@ -289,3 +289,17 @@ async def test_the_depth_limit_still_holds_without_a_cycle(agent, fake_claude, m
     out = await Dispatcher().dispatch(req())
     assert out.error_type == "recursion" and "max_dispatch_depth" in out.error
     assert fake.runs() == []
+
+
+def test_a_runtime_without_a_system_prompt_option_reads_the_protocol_first(write_config, project):
+    write_config(f"""
+        agents:
+          cx: {{directory: {project("cx")}, runtime: codex, instructions: Be brief.}}
+    """)
+    d = Dispatcher()
+    agent = d.agent("cx")
+    spec = d.spec(agent, req(agent="cx", task="--list the files"))
+    assert spec.system_prompt is None
+    assert spec.prompt.startswith("# You were dispatched by another agent")
+    assert spec.prompt.index("Be brief.") < spec.prompt.index("--list the files")
+    assert d.spec(agent, req(agent="cx", task="more"), resume="abc").prompt == "more"  # once per session

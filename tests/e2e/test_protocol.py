@@ -9,15 +9,17 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-from conftest import AGENT_DISPATCH
 from standin import Reply
 
 pytestmark = pytest.mark.e2e
+
+AGENT_DISPATCH = Path(sys.executable).with_name("agent-dispatch")
 
 TOOL = "mcp__agent-dispatch__dispatch"
 PROTOCOL_MARK = "# You were dispatched by another agent"
