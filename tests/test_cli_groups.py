@@ -90,3 +90,22 @@ def test_the_console_script_lists_groups(agents):
     assert json.loads(proc.stdout)[0]["members"][0]["use_for"] == "deploy"
     empty = subprocess.run([str(SCRIPT), "group", "inspect", "nope"], capture_output=True, text=True, timeout=60)
     assert empty.returncode == 1 and "Traceback" not in empty.stderr and "nope" in empty.stderr
+
+
+def test_labels_through_add_update_list_and_describe(agents, project, config_path):
+    directory = project("extra")
+    added = run("add", "extra", str(directory), "-d", "Extra", "--capabilities", "docker_logs, deploy_debug",
+                "--risky-capabilities", "restart_services", "--instructions", "-Read-only unless told.")
+    assert added.exit_code == 0, added.output
+    stored = yaml.safe_load(config_path.read_text())["agents"]["extra"]
+    assert stored["capabilities"] == ["docker_logs", "deploy_debug"]
+    assert stored["instructions"] == "-Read-only unless told."
+    listed = run("list")
+    assert "capabilities: docker_logs, deploy_debug; risky: restart_services" in listed.output
+    assert json.loads(run("list", "--json").output)[-1]["risky_capabilities"] == ["restart_services"]
+    described = run("describe", "extra")
+    assert "risky labels:" in described.output and "-Read-only unless told." in described.output
+    assert run("update", "extra", "--capabilities", "none", "--instructions", "none").exit_code == 0
+    stored = yaml.safe_load(config_path.read_text())["agents"]["extra"]
+    assert "capabilities" not in stored and "instructions" not in stored
+    assert stored["risky_capabilities"] == ["restart_services"]

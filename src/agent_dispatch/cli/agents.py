@@ -33,6 +33,12 @@ def _agent_options(clearing: bool) -> Callable[[F], F]:
                      help=f'Comma-separated tools to allow, e.g. "Read,Grep"; "[]" for none.{clear}'),
         click.option("--disallowed-tools", metavar="LIST",
                      help=f'Comma-separated tools to deny; "[]" for none.{clear}'),
+        click.option("--instructions", metavar="TEXT",
+                     help=f"Standing orders added to the agent's system prompt on every run.{clear}"),
+        click.option("--capabilities", metavar="LIST",
+                     help=f'Comma-separated labels shown to callers, e.g. "docker_logs,deploy_debug".{clear}'),
+        click.option("--risky-capabilities", metavar="LIST",
+                     help=f"Comma-separated labels that call for care.{clear}"),
     ]
 
     def decorate(fn: F) -> F:
@@ -55,6 +61,9 @@ def _changes(**values: Any) -> Any:
             permission_mode=values["permission_mode"],
             allowed_tools=values["allowed_tools"],
             disallowed_tools=values["disallowed_tools"],
+            instructions=values["instructions"],
+            capabilities=values["capabilities"],
+            risky_capabilities=values["risky_capabilities"],
         )
 
 
@@ -187,6 +196,9 @@ def list_agents(as_json: bool) -> None:
         if "allowed_tools" in item or "disallowed_tools" in item:
             for key, label in (("allowed_tools", "allowed tools"), ("disallowed_tools", "disallowed tools")):
                 extras.append(f"{label}: {_tools(item[key]) if key in item else 'inherited'}")
+        for key, label in (("capabilities", "capabilities"), ("risky_capabilities", "risky")):
+            if item.get(key):
+                extras.append(f"{label}: {', '.join(item[key])}")
         if extras:
             click.echo(indent + "; ".join(extras))
 
@@ -240,6 +252,9 @@ def describe(name: str, as_json: bool, preview_lines: int) -> None:
          else "no"),
         ("stacks", ", ".join(info["stacks"]) or "none detected"),
         ("databases", ", ".join(info["dbs"]) or "none detected"),
+        ("capabilities", ", ".join(agent.capabilities or []) or "none"),
+        ("risky labels", ", ".join(agent.risky_capabilities or []) or "none"),
+        ("instructions", " ".join((agent.instructions or "none").split())),
     ]
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
