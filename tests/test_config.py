@@ -528,13 +528,15 @@ def test_list_and_inspect_operations(store, project):
 
 
 def test_the_example_config_loads_and_shows_every_key(tmp_path):
-    from agent_dispatch.models import AgentConfig, CacheSettings, Settings
+    from agent_dispatch.models import AgentConfig, CacheSettings, Settings, SshOptions
 
     example = tmp_path / "agents.yaml"
     example.write_bytes((Path(__file__).resolve().parent.parent / "agents.example.yaml").read_bytes())
     loaded = ConfigStore(example).load()
     raw = yaml.safe_load(example.read_text())
-    assert set(raw["agents"]["infra"]) == set(AgentConfig.model_fields)
+    shown = set().union(*(set(agent) for agent in raw["agents"].values()))  # keys shown on any example agent
+    assert shown == set(AgentConfig.model_fields)
+    assert set(raw["agents"]["ops"]["ssh_options"]) == set(SshOptions.model_fields)
     assert set(raw["settings"]) == set(Settings.model_fields)
     assert set(raw["settings"]["cache"]) == set(CacheSettings.model_fields)
     from agent_dispatch.models import GroupConfig, GroupMember

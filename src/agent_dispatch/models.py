@@ -151,6 +151,52 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+# --- remote agents (ssh) ------------------------------------------------------------------
+# An OpenSSH destination `[user@]name`: a host, address or ~/.ssh/config alias. Nothing that a
+# shell or ssh could read as an option or a second word.
+SSH_HOST_RE = re.compile(r"(?:[A-Za-z0-9._][A-Za-z0-9._+-]*@)?[A-Za-z0-9_.:\[\]%][A-Za-z0-9_.:\[\]%-]*")
+# ssh -J: one or more `[user@]host[:port]` hops, comma-separated.
+SSH_JUMP_RE = re.compile(rf"{SSH_HOST_RE.pattern}(?:,{SSH_HOST_RE.pattern})*")
+SSH_CONNECT_TIMEOUT_MAX = 600
+
+
+def check_ssh_host(value: str, what: str = "host") -> str:
+    """Return `value` if it is an ssh destination `[user@]name`, else raise ValueError."""
+    if not isinstance(value, str) or not value or value.startswith("-") or not SSH_HOST_RE.fullmatch(value):
+        raise ValueError(f"{what} must be an ssh destination [user@]name (letters, digits, . _ - :), "
+                         "not starting with '-'")
+    return value
+
+
+class SshOptions(_Strict):
+    """The ssh settings an agent may carry: only what is safe to take from a config file."""
+
+    port: int | None = Field(default=None, ge=1, le=65535)
+    identity_file: str | None = None
+    jump_host: str | None = None
+    connect_timeout: int | None = Field(default=None, ge=1, le=SSH_CONNECT_TIMEOUT_MAX)
+
+    @field_validator("port", "connect_timeout", mode="before")
+    @classmethod
+    def _numbers_not_bool(cls, value: Any) -> Any:
+        return _refuse_bool(value)
+
+    @field_validator("identity_file")
+    @classmethod
+    def _identity(cls, value: str | None) -> str | None:
+        value = _check_flag_value(value)
+        if value is not None and any(ch in value for ch in "\x00\n\r"):
+            raise ValueError("identity_file must not contain NUL or line breaks")
+        return value
+
+    @field_validator("jump_host")
+    @classmethod
+    def _jump(cls, value: str | None) -> str | None:
+        if value is not None and (value.startswith("-") or not SSH_JUMP_RE.fullmatch(value)):
+            raise ValueError("jump_host must be [user@]host[:port] hops separated by commas, not starting with '-'")
+        return value
+
+
 class AgentConfig(_Strict):
     """One entry under `agents:`. Tool lists are tri-state: None inherits, [] means none."""
 
@@ -166,6 +212,19 @@ class AgentConfig(_Strict):
     instructions: str | None = None
     capabilities: list[str] | None = None  # labels shown to callers choosing an agent
     risky_capabilities: list[str] | None = None  # labels that call for care
+    host: str | None = None  # the directory is on that machine, reached over ssh
+    ssh_options: SshOptions | None = None
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        return None if value is None else check_ssh_host(value)
+
+    @model_validator(mode="after")
+    def _ssh_options_need_host(self) -> AgentConfig:
+        if self.ssh_options is not None and not self.host:
+            raise ValueError("ssh_options need a host")
+        return self
 
     @field_validator("directory")
     @classmethod
@@ -384,6 +443,8 @@ class EffectiveAgent(BaseModel):
     runtime: str = "claude"
     instructions: str | None = None
     protocol: bool = True  # settings.dispatch_protocol
+    host: str | None = None
+    ssh_options: SshOptions | None = None
 
     @classmethod
     def resolve(cls, name: str, agent: AgentConfig, settings: Settings) -> EffectiveAgent:
@@ -403,6 +464,8 @@ class EffectiveAgent(BaseModel):
             runtime=agent.runtime or "claude",
             instructions=agent.instructions or None,
             protocol=settings.dispatch_protocol,
+            host=agent.host,
+            ssh_options=agent.ssh_options,
         )
 
 
@@ -466,12 +529,13 @@ class DispatchResult(BaseModel):
     outcome: Outcome | None = None
     question: str | None = None
     clarifications: list[dict[str, str]] = Field(default_factory=list)
+    host: str | None = None  # set for an agent on another machine
 
     def to_json(self) -> dict[str, Any]:
         """The JSON answer: null and empty optional fields left out; `result` always present."""
         out: dict[str, Any] = {"agent": self.agent, "success": self.success, "result": self.result}
         for key in ("session_id", "cost_usd", "duration_ms", "num_turns", "error", "error_type", "hint", "outcome",
-                    "question"):
+                    "question", "host"):
             value = getattr(self, key)
             if value is not None and value != "":
                 out[key] = value

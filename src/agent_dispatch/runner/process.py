@@ -45,6 +45,7 @@ from agent_dispatch.runner.tree import (
     read_stat,
     token_chain,
 )
+from agent_dispatch.transports import ssh as ssh_transport
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,15 @@ async def run_claude(
         argv = runtime.build_argv(spec, session_id=session)
     except InvalidInputFailure as exc:
         return DispatchResult.failure(name, exc)
+    target = ssh_transport.target_of(spec.agent)
+    if target is not None:  # the CLI and the directory are on that host: its supervisor checks them
+        argv[0] = runtime.executable
+        run = _Run(spec, session or spec.resume, on_event, detach_on_cancel and spec.output_path is not None, target)
+        try:
+            return await run.execute(argv, on_spawn)
+        except Exception as exc:  # a bug of ours must not crash the caller's server
+            log.exception("runner failed for remote agent %s", name)
+            return DispatchResult.failure(name, CliFailure(f"internal error while running on {target.host}: {exc!r}"))
     executable = shutil.which(spec.claude)
     if executable is None:
         return DispatchResult.failure(
@@ -177,8 +187,16 @@ async def run_claude(
 class _Run:
     """The state of one supervised run."""
 
-    def __init__(self, spec: RunSpec, session_id: str | None, on_event: OnEvent | None, may_detach: bool) -> None:
+    def __init__(
+        self,
+        spec: RunSpec,
+        session_id: str | None,
+        on_event: OnEvent | None,
+        may_detach: bool,
+        target: ssh_transport.SshTarget | None = None,
+    ) -> None:
         self.spec = spec
+        self.target = target
         self.may_detach = may_detach
         self.detached = False
         self.session_id = session_id
@@ -208,6 +226,17 @@ class _Run:
         token = new_token()
         prompt = spec.prompt.encode("utf-8", errors="replace")
         fds: list[int] = []
+        cwd: str | None = spec.agent.directory
+        runtime_env = spec.runtime.env(spec)
+        env = {**child_env(spec.depth, token, (*spec.chain, spec.agent.name)), **runtime_env}
+        if self.target is not None:
+            socket, failure = await ssh_transport.ensure_master(self.target)
+            if failure is not None:
+                return self._result(DispatchResult.failure(spec.agent.name, failure, session_id=self.session_id))
+            argv = ssh_transport.wrap(
+                self.target, argv, env, spec.agent.directory, spec.effective_timeout, socket, forward=runtime_env
+            )
+            cwd = None
         try:
             if out_path is not None and err_path is not None:
                 try:
@@ -225,8 +254,8 @@ class _Run:
                     stdin=fds[2] if fds else subprocess.PIPE,
                     stdout=fds[0] if fds else subprocess.PIPE,
                     stderr=fds[1] if fds else subprocess.PIPE,
-                    cwd=spec.agent.directory,
-                    env={**child_env(spec.depth, token, (*spec.chain, spec.agent.name)), **spec.runtime.env(spec)},
+                    cwd=cwd,
+                    env=env,
                     start_new_session=True,
                 )
         except OSError as exc:
@@ -409,7 +438,21 @@ class _Run:
             output_size=self.reader.size,
             duration_ms=int((time.monotonic() - self.began) * 1000),
         )
-        return finish_result(self.spec.runtime, self.spec.agent, outcome, self.spec.response_format)
+        if self.target is not None and outcome.result is None and not outcome.timed_out:
+            failure = ssh_transport.classify_ssh_failure(
+                self.target, outcome.exit_code, stderr, self.spec.runtime.executable
+            )
+            if failure is not None:
+                return self._result(DispatchResult.failure(
+                    self.spec.agent.name, failure, session_id=outcome.session_id,
+                    result=outcome.last_text, duration_ms=outcome.duration_ms,
+                ))
+        return self._result(finish_result(self.spec.runtime, self.spec.agent, outcome, self.spec.response_format))
+
+    def _result(self, result: DispatchResult) -> DispatchResult:
+        if self.target is not None:
+            result.host = self.target.host
+        return result
 
 
 def finish_result(runtime: Any, agent: Any, outcome: RunOutcome, response_format: str = "") -> DispatchResult:
