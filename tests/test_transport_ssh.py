@@ -332,3 +332,55 @@ def test_a_remote_job_survives_a_server_restart(remote, write_config):
 
     done = anyio.run(scenario)
     assert done["status"] == "done" and done["result"]["result"] == "paid", done
+
+
+# ---- listings and health -----------------------------------------------------------------------
+
+
+async def test_listing_reads_remote_projects_and_a_dead_host_only_marks_its_agent(remote, write_config):
+    path = remote.project("listed", files={"CLAUDE.md": "# Ops\n\nRuns the bastion's containers.\n",
+                                           ".mcp.json": json.dumps({"mcpServers": {"portainer": {}}}),
+                                           "pyproject.toml": "[project]\nname='x'\n"})
+    write_config(f"""
+        agents:
+          far:
+            directory: {json.dumps(str(path))}
+            host: remote-box
+          gone:
+            directory: /srv/nothing
+            host: {BLACKHOLE_ADDR}
+            ssh_options: {{connect_timeout: 2}}
+          missing:
+            directory: {json.dumps(str(path / "nope"))}
+            host: remote-box
+    """)
+    async with connect() as client:
+        started = time.monotonic()
+        listed = {item["name"]: item for item in await call(client, "list_agents")}
+        assert time.monotonic() - started < 15, "a dead host held the listing up"
+        far = listed["far"]
+        assert far["healthy"] and far["host"] == "remote-box" and far["directory"] == str(path)
+        assert far["has_claude_md"] and far["mcp_servers"] == ["portainer"] and far["stacks"] == ["Python"]
+        assert far["description"].startswith("Runs the bastion's containers.")
+        assert listed["gone"]["healthy"] is False and BLACKHOLE_ADDR in listed["gone"]["problem"]
+        assert listed["missing"]["healthy"] is False and "does not exist" in listed["missing"]["problem"]
+        inspected = await call(client, "inspect_agent", name="far", preview_lines=1)
+        assert inspected["claude_md_preview"] == "# Ops\n" and inspected["host"] == "remote-box"
+        again = time.monotonic()
+        await call(client, "list_agents")
+        assert time.monotonic() - again < 5, "a second listing should come from the cache"
+
+
+def test_cli_list_and_describe_show_the_host(remote, write_config):
+    from click.testing import CliRunner
+
+    from agent_dispatch.cli import cli
+
+    path = remote.project("cli", files={"README.md": "# Box\n\nThe staging box.\n"})
+    config_for(write_config, path, extra="\n            ssh_options: {port: 22, connect_timeout: 5}")
+    listed = CliRunner().invoke(cli, ["list"], catch_exceptions=False)
+    assert listed.exit_code == 0 and f"remote-box:{path}" in listed.output and "ok" in listed.output
+    described = CliRunner().invoke(cli, ["describe", "far"], catch_exceptions=False)
+    assert described.exit_code == 0, described.output
+    assert "remote-box (over ssh: port 22, connect_timeout 5)" in described.output
+    assert "The staging box." in described.output

@@ -115,7 +115,7 @@ def agent_listing(name: str, agent: AgentConfig) -> dict[str, Any]:
     `allowed_tools` / `disallowed_tools` appear only when set on the agent, `[]` included, so a
     reader can tell "inherits the defaults" (absent) from "explicitly none" (`[]`).
     """
-    info = detect_project(agent.directory)
+    info = project_of(agent)
     item: dict[str, Any] = {
         "name": name,
         "directory": agent.directory,
@@ -131,6 +131,8 @@ def agent_listing(name: str, agent: AgentConfig) -> dict[str, Any]:
             item[key] = list(getattr(info, key))
     if agent.permission_mode:
         item["permission_mode"] = agent.permission_mode
+    if getattr(agent, "host", None):
+        item["host"] = agent.host
     for key in ("allowed_tools", "disallowed_tools"):
         if getattr(agent, key) is not None:
             item[key] = list(getattr(agent, key))
@@ -147,7 +149,7 @@ def agent_inspection(name: str, agent: AgentConfig, settings: Settings, preview_
     """
     from agent_dispatch.models import PREVIEW_LINES_MAX, clamp
 
-    info = detect_project(agent.directory)
+    info = project_of(agent)
     out: dict[str, Any] = {
         "name": name,
         "directory": agent.directory,
@@ -159,6 +161,11 @@ def agent_inspection(name: str, agent: AgentConfig, settings: Settings, preview_
         value = getattr(agent, key, None)
         if value is not None:
             out[key] = list(value) if isinstance(value, list) else value
+    if getattr(agent, "host", None):
+        out["host"] = agent.host
+        options = agent.ssh_options
+        if options is not None:
+            out["ssh_options"] = options if isinstance(options, dict) else options.model_dump(exclude_none=True)
     out.update(
         healthy=info.healthy,
         has_claude_md=info.has_claude_md,
@@ -176,6 +183,15 @@ def agent_inspection(name: str, agent: AgentConfig, settings: Settings, preview_
         if text is not None:
             out[key] = text
     return out
+
+
+def project_of(agent: Any) -> ProjectInfo:
+    """What the agent's directory holds: read here, or over ssh for an agent with a `host`."""
+    if getattr(agent, "host", None):
+        from agent_dispatch.transports.probe import remote_project  # spawns ssh; only for remote agents
+
+        return remote_project(agent)
+    return detect_project(agent.directory)
 
 
 # --- scanning -----------------------------------------------------------------------------

@@ -189,7 +189,8 @@ def list_agents(as_json: bool) -> None:
     for item in items:
         health = "ok" if item["healthy"] else "UNHEALTHY"
         problem = f"  ({item['problem']})" if item.get("problem") else ""
-        click.echo(f"{item['name']:<{width}}  {health:<9}  {item['directory']}{problem}")
+        where = f"{item['host']}:{item['directory']}" if item.get("host") else item["directory"]
+        click.echo(f"{item['name']:<{width}}  {health:<9}  {where}{problem}")
         if item["description"]:
             click.echo(indent + item["description"])
         extras = [f"permission mode: {item['permission_mode']}"] if item.get("permission_mode") else []
@@ -201,6 +202,12 @@ def list_agents(as_json: bool) -> None:
                 extras.append(f"{label}: {', '.join(item[key])}")
         if extras:
             click.echo(indent + "; ".join(extras))
+
+
+def _host_line(info: dict[str, Any]) -> str:
+    options = info.get("ssh_options") or {}
+    extras = ", ".join(f"{key} {value}" for key, value in options.items())
+    return f"{info['host']} (over ssh{': ' + extras if extras else ''})"
 
 
 def _tool_state(value: list[str] | None, defaults: list[str]) -> str:
@@ -256,6 +263,8 @@ def describe(name: str, as_json: bool, preview_lines: int) -> None:
         ("risky labels", ", ".join(agent.risky_capabilities or []) or "none"),
         ("instructions", " ".join((agent.instructions or "none").split())),
     ]
+    if agent.host:
+        rows.insert(2, ("host", _host_line(info)))
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         click.echo(f"{label + ':':<{width + 1}}  {value}")

@@ -372,8 +372,13 @@ def remove_agent(store: ConfigStore, name: str) -> AgentConfig:
 
 
 def list_agents(store: ConfigStore) -> list[dict[str, Any]]:
-    """The contract's `list_agents` answer, in the file's order."""
-    return [agent_listing(name, agent) for name, agent in store.agents().items()]  # type: ignore[arg-type]
+    """The contract's `list_agents` answer, in the file's order (remote agents probed in parallel)."""
+    agents = store.agents()
+    if sum(1 for agent in agents.values() if getattr(agent, "host", None)) > 1:
+        from agent_dispatch.transports.probe import prefetch
+
+        prefetch(agents.values())
+    return [agent_listing(name, agent) for name, agent in agents.items()]  # type: ignore[arg-type]
 
 
 def inspect_agent(store: ConfigStore, name: str, preview_lines: int = 40) -> dict[str, Any]:

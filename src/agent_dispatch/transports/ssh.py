@@ -93,11 +93,11 @@ class SshTarget:
                 args += ["-J", opts.jump_host]
         return args
 
-    def common_args(self) -> list[str]:
+    def common_args(self, connect_timeout: int | None = None) -> list[str]:
         return [
             "-T",
             "-o", "BatchMode=yes",
-            "-o", f"ConnectTimeout={self.connect_timeout}",
+            "-o", f"ConnectTimeout={connect_timeout or self.connect_timeout}",
             "-o", f"ServerAliveInterval={ALIVE_INTERVAL}",
             "-o", f"ServerAliveCountMax={ALIVE_COUNT}",
             "-o", "ForwardAgent=no",
@@ -122,7 +122,12 @@ class SshTarget:
 def target_of(agent: object) -> SshTarget | None:
     """The SshTarget of an agent (AgentConfig or EffectiveAgent), or None for a local one."""
     host = getattr(agent, "host", None)
-    return SshTarget(host, getattr(agent, "ssh_options", None)) if host else None
+    if not host:
+        return None
+    options = getattr(agent, "ssh_options", None)
+    if isinstance(options, dict):  # a read-only AgentRecord holds the parsed YAML
+        options = SshOptions.model_validate(options)
+    return SshTarget(host, options)
 
 
 def ssh_command() -> str:
@@ -217,22 +222,23 @@ def _master_alive(target: SshTarget, path: Path) -> bool:
         return False
 
 
-def _start_master(target: SshTarget, path: Path) -> DispatchFailure | None:
+def _start_master(target: SshTarget, path: Path, connect_timeout: int | None = None) -> DispatchFailure | None:
     """Blocking: make sure a master connection for `target` listens on `path`."""
+    connect_timeout = connect_timeout or target.connect_timeout
     with _locked(path):
         if _master_alive(target, path):
             return None
         with contextlib.suppress(OSError):
             path.unlink()  # a stale socket of a master that died
         argv = [
-            ssh_command(), *target.common_args(), "-N", "-f",
+            ssh_command(), *target.common_args(connect_timeout), "-N", "-f",
             "-o", "ControlMaster=yes", "-o", "ControlPath=" + str(path).replace("%", "%%"),
             "-o", f"ControlPersist={CONTROL_PERSIST}", "--", target.host,
         ]
         # stderr to a file: the backgrounded master keeps it open for as long as it lives.
         with tempfile.TemporaryFile(dir=path.parent) as err:
             try:
-                code = _ssh_run(argv, target.connect_timeout * 3 + 10, stderr=err)
+                code = _ssh_run(argv, connect_timeout * 3 + 10, stderr=err)
             except FileNotFoundError:
                 return ssh_missing()
             except (OSError, subprocess.SubprocessError) as exc:
@@ -258,6 +264,15 @@ async def ensure_master(target: SshTarget) -> tuple[Path | None, DispatchFailure
         return None, None
     failure = await anyio.to_thread.run_sync(_start_master, target, path, abandon_on_cancel=True)
     return path, failure
+
+
+def start_master_now(target: SshTarget, connect_timeout: int | None = None
+                     ) -> tuple[Path | None, DispatchFailure | None]:
+    """Blocking `ensure_master`, with an optional shorter connect timeout (listings, doctor)."""
+    path = control_path(target)
+    if path is None:
+        return None, None
+    return path, _start_master(target, path, connect_timeout)
 
 
 def stop_master(target: SshTarget) -> None:
