@@ -384,3 +384,83 @@ def test_cli_list_and_describe_show_the_host(remote, write_config):
     assert described.exit_code == 0, described.output
     assert "remote-box (over ssh: port 22, connect_timeout 5)" in described.output
     assert "The staging box." in described.output
+
+
+# ---- adding, updating and checking remote agents ------------------------------------------------
+
+
+def test_cli_add_checks_the_remote_directory_and_stores_host_and_ssh_options(remote, config_path):
+    import yaml
+    from click.testing import CliRunner
+
+    from agent_dispatch.cli import cli
+
+    path = remote.project("added", files={"CLAUDE.md": "# Added\n\nDeploys the staging stack.\n"})
+    added = CliRunner().invoke(cli, ["add", "far", str(path), "--host", "remote-box",
+                                     "--ssh-options", "connect_timeout=5,port=22"], catch_exceptions=False)
+    assert added.exit_code == 0, added.output
+    stored = yaml.safe_load(config_path.read_text())["agents"]["far"]
+    assert stored == {"directory": str(path), "host": "remote-box", "ssh_options": {"port": 22, "connect_timeout": 5},
+                      "description": "Deploys the staging stack."}
+    before = config_path.read_bytes()
+    for args, words in (
+        (["add", "nope", str(path / "missing"), "--host", "remote-box"], "does not exist"),
+        (["add", "rel", "relative/dir", "--host", "remote-box"], "absolute path"),
+        (["add", "bad", str(path), "--host", "-oProxyCommand=touch /tmp/x"], "host"),
+        (["add", "bad", str(path), "--host", "remote-box", "--ssh-options", "proxy_command=x"], "ssh_options"),
+        (["add", "bad", str(path), "--host", "remote-box", "--ssh-options", "identity_file=-oX"], "ssh_options"),
+        (["update", "far", "--ssh-options", "port=0"], "ssh_options"),
+    ):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code in (1, 2) and words in result.output, (args, result.output)
+        assert "Traceback" not in result.output
+    assert config_path.read_bytes() == before, "a failing command changed agents.yaml"
+    updated = CliRunner().invoke(cli, ["update", "far", "--ssh-options", "none"], catch_exceptions=False)
+    assert updated.exit_code == 0 and "ssh_options" not in yaml.safe_load(config_path.read_text())["agents"]["far"]
+
+
+async def test_add_agent_tool_takes_host_and_ssh_options(remote, write_config):
+    path = remote.project("tool-added", files={"README.md": "# T\n\nA remote project.\n"})
+    write_config("agents: {}\n")
+    async with connect() as client:
+        added = await call(client, "add_agent", name="far", directory=str(path), host="remote-box",
+                           ssh_options="connect_timeout=4")
+        assert added["host"] == "remote-box" and added["ssh_options"] == {"connect_timeout": 4}
+        assert added["description"] == "A remote project."
+        refused = await call(client, "add_agent", name="evil", directory=str(path), host="$(touch /tmp/x)")
+        assert "error" in refused and "host" in refused["error"]
+        answer = await call(client, "dispatch", agent="far", task="hi there")
+        assert answer["success"] and answer["host"] == "remote-box"
+
+
+def test_doctor_checks_each_host(remote, write_config, lab, fake_claude):
+    from click.testing import CliRunner
+
+    from agent_dispatch.cli import cli
+
+    fake_claude("print('1.0.0 (Claude Code)') if '--version' in ARGV else sys.exit(1)")  # the local claude
+
+    path = remote.project("doctor")
+    write_config(f"""
+        agents:
+          far:
+            directory: {json.dumps(str(path))}
+            host: remote-box
+          again:
+            directory: {json.dumps(str(path))}
+            host: remote-box
+          gone:
+            directory: /srv/x
+            host: {ABSENT_ADDR}
+            ssh_options: {{connect_timeout: 3}}
+    """)
+    lab.install_remote_cli(lab.launcher.replace("else:\n    main()",
+                                                "elif '--version' in sys.argv:\n    print('9.9.9 (Fake Code)')\n"
+                                                "else:\n    main()"))
+    try:
+        out = CliRunner().invoke(cli, ["doctor"]).output
+    finally:
+        lab.install_remote_cli(lab.launcher)
+    assert out.count("host remote-box: reachable, key accepted in batch mode, claude 9.9.9 (Fake Code)") == 1, out
+    assert f"FAIL  host {ABSENT_ADDR}" in out and "ssh -o BatchMode=yes" in out
+    assert f"agent far: remote-box:{path}" in out

@@ -39,6 +39,12 @@ def _agent_options(clearing: bool) -> Callable[[F], F]:
                      help=f'Comma-separated labels shown to callers, e.g. "docker_logs,deploy_debug".{clear}'),
         click.option("--risky-capabilities", metavar="LIST",
                      help=f"Comma-separated labels that call for care.{clear}"),
+        click.option("--host", metavar="[USER@]HOST",
+                     help=f"Run the agent on that machine over ssh (an ~/.ssh/config alias works); DIR is a path "
+                          f"there.{clear}"),
+        click.option("--ssh-options", metavar="K=V,...",
+                     help=f"ssh settings for --host: port, identity_file, jump_host, connect_timeout, e.g. "
+                          f'"port=2222,jump_host=admin@gw".{clear}'),
     ]
 
     def decorate(fn: F) -> F:
@@ -64,6 +70,8 @@ def _changes(**values: Any) -> Any:
             instructions=values["instructions"],
             capabilities=values["capabilities"],
             risky_capabilities=values["risky_capabilities"],
+            host=values.get("host"),
+            ssh_options=values.get("ssh_options"),
         )
 
 
@@ -130,7 +138,7 @@ def add(name: str, directory: str, **options: Any) -> None:
     _check_name(name)
     changes = _changes(**options)
     agent = config.add_agent_with_changes(config.ConfigStore(), name, directory, "", changes)
-    click.echo(f"Added agent {name!r}: {agent.directory}")
+    click.echo(f"Added agent {name!r}: " + (f"{agent.host}:{agent.directory}" if agent.host else agent.directory))
     if not options["description"]:
         click.echo(f"Description (generated): {agent.description}")
         click.echo(f"Change it with: agent-dispatch update {shlex.quote(name)} -d \"...\"")

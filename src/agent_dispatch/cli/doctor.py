@@ -257,16 +257,18 @@ def _check_config(report: _Report, store: ConfigStore) -> AppConfig | None:
 
 
 def _check_agents(report: _Report, loaded: AppConfig, modes: list[str] | None, store: ConfigStore) -> None:
-    from agent_dispatch.config import detect_project
+    from agent_dispatch.detect import project_of
 
     if not loaded.agents:
         report.warn("no agents are registered", "agent-dispatch add NAME DIR")
+    _check_hosts(report, loaded)
     for name, agent in loaded.agents.items():
-        info = detect_project(agent.directory)
+        info = project_of(agent)
+        where = f"{agent.host}:{agent.directory}" if agent.host else agent.directory
         if info.healthy:
-            report.ok(f"agent {name}: {agent.directory}")
+            report.ok(f"agent {name}: {where}")
         else:
-            report.fail(f"agent {name}: {agent.directory}: {info.problem}",
+            report.fail(f"agent {name}: {where}: {info.problem}",
                         f"restore the directory, or: agent-dispatch remove {shlex.quote(name)}")
         if modes and agent.permission_mode and agent.permission_mode not in modes:
             report.warn(
@@ -278,6 +280,26 @@ def _check_agents(report: _Report, loaded: AppConfig, modes: list[str] | None, s
     if modes and default_mode and default_mode not in modes:
         report.warn(f"settings.default_permission_mode {default_mode!r} is not accepted by this claude "
                     f"(it accepts {', '.join(modes)})", f"edit settings.default_permission_mode in {store.path}")
+
+
+def _check_hosts(report: _Report, loaded: AppConfig) -> None:
+    """Each remote host once: reachable, the key accepted in batch mode, the agent CLI's version there."""
+    from agent_dispatch.transports import ssh
+
+    seen: set[tuple[str, str]] = set()
+    for agent in loaded.agents.values():
+        target = ssh.target_of(agent)
+        if target is None:
+            continue
+        cli = getattr(agent, "runtime", None) or "claude"
+        if (target.key, cli) in seen:
+            continue
+        seen.add((target.key, cli))
+        version, failure = ssh.remote_version(target, cli)
+        if failure is not None:
+            report.fail(f"host {target.host}: {failure.message}", failure.hint or target.manual_command("true"))
+        else:
+            report.ok(f"host {target.host}: reachable, key accepted in batch mode, {cli} {version}")
 
 
 def register(group: click.Group) -> None:

@@ -54,6 +54,8 @@ class AgentChanges:
         instructions: str | None = None,
         capabilities: str | list[str] | None = None,
         risky_capabilities: str | list[str] | None = None,
+        host: str | None = None,
+        ssh_options: str | Mapping[str, Any] | None = None,
     ) -> AgentChanges:
         """Parse front-door inputs with the contract's update semantics.
 
@@ -72,6 +74,8 @@ class AgentChanges:
             "instructions": _parse_instructions(instructions),
             "capabilities": _parse_labels(capabilities, "capabilities"),
             "risky_capabilities": _parse_labels(risky_capabilities, "risky_capabilities"),
+            "host": _parse_host(host),
+            "ssh_options": _parse_ssh_options(ssh_options),
         }
         return cls({key: value for key, value in parsed.items() if value is not _LEAVE})
 
@@ -237,6 +241,73 @@ def _parse_labels(raw: object, field: str) -> Any:
     return list(dict.fromkeys(names))
 
 
+def _parse_host(raw: object) -> Any:
+    if _is_leave(raw):
+        return _LEAVE
+    if _is_clear(raw):
+        return None
+    from agent_dispatch.models import check_ssh_host
+
+    text = raw.strip() if isinstance(raw, str) else raw
+    try:
+        return check_ssh_host(text)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise _bad("host", raw, str(exc).removeprefix("host must be "),
+                   'Pass e.g. ops@bastion or an alias from ~/.ssh/config, or "none" for this machine.') from None
+
+
+_SSH_OPTION_EXAMPLE = 'Pass e.g. "port=2222,identity_file=~/.ssh/id_ops,jump_host=admin@gw,connect_timeout=10", ' \
+    'or "none" to clear them.'
+
+
+def _parse_ssh_options(raw: object) -> Any:
+    """`ssh_options` from "key=value,..." text (or a mapping); validated by models.SshOptions."""
+    if _is_leave(raw):
+        return _LEAVE
+    if _is_clear(raw):
+        return None
+    if isinstance(raw, str):
+        pairs: dict[str, Any] = {}
+        for part in (piece.strip() for piece in raw.split(",")):
+            key, sep, value = part.partition("=")
+            if not part or not sep or not key.strip() or not value.strip():
+                raise _bad("ssh_options", raw, "key=value pairs separated by commas", _SSH_OPTION_EXAMPLE)
+            pairs[key.strip()] = value.strip()
+        raw = pairs
+    if not isinstance(raw, Mapping):
+        raise _bad("ssh_options", raw, "key=value pairs separated by commas", _SSH_OPTION_EXAMPLE)
+    from pydantic import ValidationError
+
+    from agent_dispatch.models import SshOptions
+
+    try:
+        return SshOptions.model_validate(dict(raw)).model_dump(exclude_none=True)
+    except ValidationError as exc:
+        raise BadArgumentError(f"invalid ssh_options: {describe_validation(exc)}", _SSH_OPTION_EXAMPLE) from None
+
+
+def remote_directory(directory: str | os.PathLike[str], host: str, ssh_options: Any = None) -> tuple[str, str]:
+    """(`directory`, its generated description) when it is a directory on `host`; else BadArgumentError.
+
+    The path is the remote host's: not expanded here; it must be absolute or start with `~`.
+    """
+    text = os.fspath(directory).strip() if isinstance(directory, (str, os.PathLike)) else ""
+    if not text or "\x00" in text or not (text.startswith("/") or text == "~" or text.startswith("~/")):
+        raise BadArgumentError(f"directory {text or directory!r} must be an absolute path on {host} (or start with ~/)",
+                               "Pass the project's path on the remote host, e.g. /srv/infra or ~/projects/infra.")
+    from types import SimpleNamespace
+
+    from agent_dispatch.transports.probe import remote_project
+
+    info = remote_project(SimpleNamespace(host=host, ssh_options=ssh_options, directory=text), fresh=True)
+    if not info.healthy:
+        from agent_dispatch.transports.ssh import SshTarget
+
+        raise BadArgumentError(f"directory {text} on {host}: {info.problem}",
+                               f"Check it by hand: `{SshTarget(host).manual_command('ls', '-ld', '--', text)}`.")
+    return text, info.description
+
+
 def _build_agent(data: Mapping[str, Any]) -> AgentConfig:
     from pydantic import ValidationError
 
@@ -323,13 +394,18 @@ def add_agent_with_changes(
     from agent_dispatch.models import check_agent_name
 
     check_agent_name(name)
-    path = existing_directory(directory)
     fields = {key: value for key, value in (changes.values if changes else {}).items() if value is not None}
+    generated = None
+    if fields.get("host"):
+        _build_agent({"directory": "/", **fields})  # refuse bad ssh settings before reaching for the host
+        path, generated = remote_directory(directory, fields["host"], fields.get("ssh_options"))
+    else:
+        path = existing_directory(directory)
     text = _parse_description(description)
     if isinstance(text, str):
         fields["description"] = text
     if not fields.get("description"):
-        fields["description"] = generate_description(path)
+        fields["description"] = generated if generated is not None else generate_description(path)
     agent = _build_agent({"directory": path, **fields})
 
     def add(config: AppConfig) -> None:

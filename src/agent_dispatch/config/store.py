@@ -467,7 +467,8 @@ def _serialisable(config: AppConfig) -> dict[str, Any]:
     and only the settings the file already had or a change set."""
     agents = {}
     for name, agent in config.agents.items():
-        agents[name] = {key: value for key, value in agent.model_dump().items() if value is not None and value != ""}
+        dumped = {key: _prune(value) if isinstance(value, dict) else value for key, value in agent.model_dump().items()}
+        agents[name] = {key: value for key, value in dumped.items() if value is not None and value != ""}
     out: dict[str, Any] = {"agents": agents}
     if config.groups:
         out["groups"] = {name: _group_data(group) for name, group in config.groups.items()}

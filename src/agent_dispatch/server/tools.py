@@ -123,7 +123,9 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
 
     @tool("Register a project directory as an agent. `description` is generated from the project when "
           "empty; `timeout` seconds (0 = default); `max_budget_usd` per dispatch (0 = none); tool lists are "
-          "comma-separated names such as 'Read,Grep'.")
+          "comma-separated names such as 'Read,Grep'. `host` ([user@]name) puts the agent on another machine "
+          "reached over ssh (`directory` is then a path there); `ssh_options` is 'port=N,identity_file=PATH,"
+          "jump_host=H,connect_timeout=S'.")
     async def add_agent(
         name: str,
         directory: str,
@@ -136,6 +138,8 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
         capabilities: Labels = "",
         risky_capabilities: Labels = "",
         instructions: str = "",
+        host: str = "",
+        ssh_options: str = "",
     ) -> dict[str, Any]:
         finite(max_budget_usd, "max_budget_usd")
         changes = configmod.AgentChanges.from_inputs(
@@ -147,6 +151,8 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
             capabilities=capabilities,
             risky_capabilities=risky_capabilities,
             instructions=instructions,
+            host=host,
+            ssh_options=ssh_options,
         )
         agent = await anyio.to_thread.run_sync(
             lambda: configmod.add_agent_with_changes(state.dispatcher.store, name, directory, description, changes)
@@ -167,6 +173,8 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
         capabilities: Labels = "",
         risky_capabilities: Labels = "",
         instructions: str = "",
+        host: str = "",
+        ssh_options: str = "",
     ) -> dict[str, Any]:
         if not isinstance(max_budget_usd, str):
             finite(max_budget_usd, "max_budget_usd")
@@ -181,6 +189,8 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
             capabilities=capabilities,
             risky_capabilities=risky_capabilities,
             instructions=instructions,
+            host=host,
+            ssh_options=ssh_options,
         )
         agent = await anyio.to_thread.run_sync(
             lambda: configmod.update_agent(state.dispatcher.store, name, changes)

@@ -275,6 +275,30 @@ def start_master_now(target: SshTarget, connect_timeout: int | None = None
     return path, _start_master(target, path, connect_timeout)
 
 
+def remote_version(target: SshTarget, cli: str, timeout: float = 30) -> tuple[str | None, DispatchFailure | None]:
+    """`cli --version` on `target`, found the way a run finds it: (the version, None) or (None, a failure)."""
+    socket, failure = start_master_now(target)
+    if failure is not None:
+        return None, failure
+    words = remote_words([cli, "--version"], {}, "~", timeout)
+    argv = [ssh_command(), *target.common_args(), *_control_args(socket), "-n", "--", target.host,
+            *(shlex.quote(word) for word in words)]
+    try:
+        proc = subprocess.run(  # noqa: S603 (argument list; every remote word is quoted)
+            argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout + 10, start_new_session=True,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, CliFailure(f"could not ask {target.host} for {cli} --version: {exc}", _try_by_hand(target))
+    out = proc.stdout.decode("utf-8", errors="replace").strip()
+    err = proc.stderr.decode("utf-8", errors="replace")
+    if proc.returncode == 0 and out:
+        return out.splitlines()[0][:200], None
+    return None, classify_ssh_failure(target, proc.returncode, err, cli) or CliFailure(
+        f"`{cli} --version` failed on {target.host}: {_last_line(err) or f'exit {proc.returncode}'}",
+        _try_by_hand(target, cli, "--version"),
+    )
+
+
 def stop_master(target: SshTarget) -> None:
     """Close the shared connection of `target`, if any (used by tests and `doctor`)."""
     path = control_path(target)
