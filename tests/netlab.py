@@ -14,11 +14,14 @@ are removed at start.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -144,7 +147,11 @@ def clean_leftovers() -> None:
 class Lab:
     """One lab: `start()`, then `ssh_env()` for the code under test; `close()` tears it all down."""
 
-    def __init__(self) -> None:
+    def __init__(self, expose: dict[str, str | os.PathLike[str]] | None = None) -> None:
+        """`expose`: local directories the remote host should see, at `self.exposed(name)`
+        (bound in its private mount namespace before its /root is replaced)."""
+        self.expose = {name: Path(path) for name, path in (expose or {}).items()}
+        self._relays: list[socket.socket] = []
         tag = f"{PREFIX}{os.getpid()}"
         self.local_ns, self.remote_ns = tag + "l", tag + "r"
         self.link_local, self.link_remote = tag + "a", tag + "b"
@@ -218,7 +225,11 @@ class Lab:
         config = self.dir / "sshd_config"
         config.write_text(SSHD_CONFIG.format(addr=REMOTE_ADDR, lab=self.dir))
         self.sshd_log = self.dir / "sshd.log"
-        script = f"mount --bind {self.remote_home} /root && exec {SSHD} -D -e -f {config}"
+        binds = []
+        for name, source in self.expose.items():
+            self.exposed(name).mkdir(parents=True, exist_ok=True)
+            binds.append(f"mount --bind {source} {self.exposed(name)} && ")
+        script = "".join(binds) + f"mount --bind {self.remote_home} /root && exec {SSHD} -D -e -f {config}"
         with open(self.sshd_log, "wb") as log:
             self.sshd = subprocess.Popen(
                 ["ip", "netns", "exec", self.remote_ns, "unshare", "--mount", "--propagation", "private",
@@ -240,6 +251,41 @@ class Lab:
         self.runtime_dir.mkdir(mode=0o700)
 
     # ---- use -----------------------------------------------------------------------------
+
+    def exposed(self, name: str) -> Path:
+        return self.dir / "exposed" / name
+
+    def relay(self, port: int) -> int:
+        """A port on the remote host's 127.0.0.1 that leads to 127.0.0.1:`port` here (a stand-in API).
+
+        The listening socket is made by a thread that entered the remote network namespace (a
+        namespace is per thread); connections out of it are made from this one.
+        """
+        box: dict[str, object] = {}
+
+        def listen_there() -> None:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = os.open(f"/run/netns/{self.remote_ns}", os.O_RDONLY)
+            try:
+                if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+                    box["error"] = OSError(ctypes.get_errno(), "setns failed")
+                    return
+            finally:
+                os.close(fd)
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sock.listen(64)
+            box["sock"] = sock
+
+        worker = threading.Thread(target=listen_there)
+        worker.start()
+        worker.join()
+        if "error" in box:
+            raise box["error"]  # type: ignore[misc]
+        listener: socket.socket = box["sock"]  # type: ignore[assignment]
+        self._relays.append(listener)
+        threading.Thread(target=_accept_loop, args=(listener, port), daemon=True).start()
+        return listener.getsockname()[1]
 
     def env(self) -> dict[str, str]:
         """What the code under test needs in its environment to reach the lab."""
@@ -292,12 +338,45 @@ class Lab:
             time.sleep(0.05)
 
     def close(self) -> None:
+        for listener in self._relays:
+            with contextlib.suppress(OSError):
+                listener.close()
         if self.sshd is not None and self.sshd.poll() is None:
             with contextlib.suppress(OSError):
                 os.killpg(self.sshd.pid, signal.SIGKILL)
             self.sshd.wait(timeout=10)
         _destroy([self.local_ns, self.remote_ns], self.link_local)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _accept_loop(listener: socket.socket, port: int) -> None:
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        try:
+            upstream = socket.create_connection(("127.0.0.1", port), timeout=10)
+            upstream.settimeout(None)
+        except OSError:
+            conn.close()
+            continue
+        for src, dst in ((conn, upstream), (upstream, conn)):
+            threading.Thread(target=_pipe, args=(src, dst), daemon=True).start()
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
 
 
 def wait_until(predicate, timeout: float = 20.0, pause: float = 0.05) -> bool:
