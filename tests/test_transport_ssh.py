@@ -162,17 +162,16 @@ def test_ssh_options_refuse_values_that_would_be_options():
 
 def test_dispatch_runs_in_the_remote_directory_with_the_depth_and_the_prompt_on_stdin(remote, monkeypatch):
     path = remote.project("plain")
-    monkeypatch.setenv("AGENT_DISPATCH_DEPTH", "1")
-    monkeypatch.setenv("AGENT_DISPATCH_CHAIN", "top")
-    result = run(remote_agent(path), prompt="what is up", depth=1)
+    monkeypatch.setenv("AGENT_DISPATCH_SSH_SECRET_TEST", "not for the remote")
+    result = run(remote_agent(path), prompt="what is up", depth=1, chain=("top",))
     assert result.success, result
     assert result.result == "echo: what is up" and result.host == "remote-box"
     [seen] = remote.runs(path)
     assert seen["cwd"] == str(path)
     assert seen["env"]["AGENT_DISPATCH_DEPTH"] == "2"
-    assert seen["env"]["AGENT_DISPATCH_CHAIN"] == "top"
+    assert seen["env"]["AGENT_DISPATCH_CHAIN"] == "top,far"
     assert "SSH_CONNECTION" in seen["env"] and seen["env"]["SSH_CONNECTION"].startswith("10.77.0.1 ")
-    assert "AGENT_DISPATCH_SSH" not in seen["env"]  # nothing else of ours crossed
+    assert not {"AGENT_DISPATCH_SSH", "AGENT_DISPATCH_SSH_SECRET_TEST", "AGENT_DISPATCH_RUN_TOKEN"} & set(seen["env"])
 
 
 def test_hostile_task_context_and_directory_arrive_as_text_with_nothing_executed(remote, lab):
