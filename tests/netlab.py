@@ -28,7 +28,10 @@ from pathlib import Path
 TESTS_DIR = Path(__file__).resolve().parent
 PREFIX = "adx"  # namespace and link names: adx<pid>l / adx<pid>r / adx<pid>a / adx<pid>b
 SSHD = "/usr/sbin/sshd"
-REMOTE_PYTHON = "/usr/bin/python3"
+# The remote's python for the fake CLI: a system one (the remote's /root is a temp dir, so an
+# interpreter under /root, e.g. pyenv's, does not exist there).
+REMOTE_PYTHON = next((p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.path.exists(p)),
+                     "/usr/bin/python3")
 LOCAL_ADDR, REMOTE_ADDR = "10.77.0.1", "10.77.0.2"
 ABSENT_ADDR = "10.77.0.3"  # on the link, nobody answers ARP: "No route to host" after ~3 s
 BLACKHOLE_ADDR = "10.77.0.4"  # a permanent neighbour entry to nowhere: packets vanish silently

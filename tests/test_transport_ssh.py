@@ -8,6 +8,7 @@ root, sshd or iproute2 the tier is skipped with the reason; under CI it fails in
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shlex
@@ -463,3 +464,33 @@ def test_doctor_checks_each_host(remote, write_config, lab, fake_claude):
     assert out.count("host remote-box: reachable, key accepted in batch mode, claude 9.9.9 (Fake Code)") == 1, out
     assert f"FAIL  host {ABSENT_ADDR}" in out and "ssh -o BatchMode=yes" in out
     assert f"agent far: remote-box:{path}" in out
+
+
+def our_servers() -> list[int]:
+    """Pids of `agent-dispatch serve` processes this test process started."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"agent-dispatch\0serve" in (entry / "cmdline").read_bytes():
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                    found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+async def test_the_server_stopping_mid_dispatch_ends_the_remote_run(remote, write_config):
+    path = remote.project("server-exit", body=SLEEPER)
+    config_for(write_config, path)
+    box: dict = {}
+    with contextlib.suppress(Exception):  # the call dies with its server
+        async with connect() as client:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(functools.partial(call, client, "dispatch", agent="far", task="long"))
+                box["pids"] = await anyio.to_thread.run_sync(pids_of, path)
+                [server] = our_servers()
+                os.kill(server, signal.SIGTERM)  # an orderly stop: Claude Code quitting, a logout
+                box["gone"] = await anyio.to_thread.run_sync(functools.partial(gone, box["pids"], timeout=30))
+                tg.cancel_scope.cancel()
+    assert box.get("pids"), "the remote run never started"
+    assert box.get("gone", False) or gone(box["pids"], timeout=1), "the remote run outlived its server"
