@@ -303,3 +303,11 @@ def test_a_runtime_without_a_system_prompt_option_reads_the_protocol_first(write
     assert spec.prompt.startswith("# You were dispatched by another agent")
     assert spec.prompt.index("Be brief.") < spec.prompt.index("--list the files")
     assert d.spec(agent, req(agent="cx", task="more"), resume="abc").prompt == "more"  # once per session
+
+
+def test_a_long_answer_keeps_everything_above_the_status_line():
+    lines = [f"line {n}" for n in range(500)]
+    status = read_status("\n".join(lines) + "\n\nQUESTION: go on?\nSTATUS: blocked\n")
+    assert status.text == "\n".join(lines) and status.question == "go on?"
+    fenced = "```\n" + "\n".join(lines) + "\nSTATUS: done\n```"
+    assert read_status(fenced).text == "```\n" + "\n".join(lines) + "\n```"

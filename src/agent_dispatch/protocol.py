@@ -81,6 +81,7 @@ _STATUS_RE = re.compile(r"^status\s*[:=]\s*(done|partial|blocked)\b[\s.!:;,)\]-]
 _QUESTION_RE = re.compile(r"^question\s*[:=]\s*(.*)$", re.IGNORECASE | re.DOTALL)
 _RULE_RE = re.compile(r"^\s*(?:```+|~~~+|-{3,}|\*{3,}|_{3,})\s*$")  # a fence or rule alone on a line
 _QUESTION_LOOKBACK = 12  # lines above the STATUS line searched for a multi-line question
+_TAIL_LINES = 40  # lines at the end of an answer that are read for STATUS / QUESTION
 
 
 def _plain(line: str) -> str:
@@ -97,30 +98,34 @@ def read_status(text: str) -> Status:
     """Lift the trailing STATUS line (and, when blocked, the QUESTION before it) out of `text`.
 
     Only the last non-blank line counts (a fence or rule after it is tolerated), so a STATUS
-    line in the middle of an answer is left alone. Without one, nothing is invented.
+    line in the middle of an answer is left alone. Without one, nothing is invented. Only the
+    last lines are looked at, so a huge answer costs no more than a short one.
     """
     if not isinstance(text, str) or "status" not in text[-2000:].lower():
         return Status(text)
-    lines = text.split("\n")
+    cut = len(text)
+    for _ in range(_TAIL_LINES):  # the start of the last lines, found from the end: O(tail), not O(text)
+        cut = text.rfind("\n", 0, cut)
+        if cut < 0:
+            break
+    base = cut + 1 if cut >= 0 else 0
+    lines = text[base:].split("\n")
     end = len(lines)
+    closing_fence = False
     while end and _is_blank(lines[end - 1]):
+        closing_fence = closing_fence or lines[end - 1].strip().startswith(("```", "~~~"))
         end -= 1
-    if not end:
-        return Status(text)
-    match = _STATUS_RE.match(_plain(lines[end - 1]))
+    match = _STATUS_RE.match(_plain(lines[end - 1])) if end else None
     if match is None:
         return Status(text)
     outcome: Outcome = match.group(1).lower()  # type: ignore[assignment]
     detail = match.group(2).strip(" " + _DECOR)
-    start = end - 1
-    question = None
-    if outcome == "blocked":
-        start, question = _lift_question(lines, start)
+    start, question = _lift_question(lines, end - 1) if outcome == "blocked" else (end - 1, None)
     kept = lines[:start]
     while kept and _is_blank(kept[-1]) and not kept[-1].strip().startswith(("```", "~~~")):
         kept.pop()
-    body = "\n".join(kept).rstrip()
-    if _unbalanced_fence(body):  # the STATUS sat inside a closing fence: keep the fence closed
+    body = text[: base + len("\n".join(kept))].rstrip()  # one slice of the original, however long
+    if closing_fence and _unbalanced_fence(body):  # the STATUS sat inside a closing fence: keep it closed
         body += "\n```"
     if detail:
         body = f"{body}\n\n{detail}" if body else detail
