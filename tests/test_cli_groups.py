@@ -55,7 +55,8 @@ def test_every_group_command(agents, config_path):
     assert inspected["shared_context"] == "" and inspected["members"] == [
         {"agent": "analytics", "use_for": "verify traffic", "healthy": True}]
 
-    assert run("remove", "analytics").exit_code == 0  # removing the agent leaves the membership: unknown
+    removed_agent = run("remove", "analytics")  # removing the agent leaves the membership: unknown
+    assert removed_agent.exit_code == 0 and "group 'shop' still lists 'analytics'" in removed_agent.output
     listed = run("group", "list")
     assert listed.exit_code == 0 and "analytics (unknown agent (removed))" in listed.output
     assert json.loads(run("group", "list", "--json").output)[0]["members"][0]["unknown"] is True

@@ -169,8 +169,13 @@ def remove(name: str) -> None:
     """Unregister agent NAME (its directory is not touched)."""
     from agent_dispatch import config
 
-    agent = config.remove_agent(config.ConfigStore(), name)
+    store = config.ConfigStore()
+    agent = config.remove_agent(store, name)
     click.echo(f"Removed agent {name!r} ({agent.directory}); the directory itself was not touched.")
+    groups = [group for group, spec in store.load().groups.items() if spec.member(name) is not None]
+    for group in groups:  # the membership stays (listed as unknown) until the group is changed
+        click.echo(f"Note: group {group!r} still lists {name!r}; drop it with "
+                   f"`agent-dispatch group update {group} --remove-member {name}`.")
 
 
 def _tools(value: list[str]) -> str:
