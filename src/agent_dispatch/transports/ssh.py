@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shlex
+import socket
 import stat
 import subprocess
 import tempfile
@@ -213,20 +214,29 @@ def _control_command(target: SshTarget, path: Path, command: str) -> list[str]:
     return [ssh_command(), "-o", "ControlPath=" + str(path).replace("%", "%%"), "-O", command, "--", target.host]
 
 
-def _master_alive(target: SshTarget, path: Path) -> bool:
-    if not path.exists():
-        return False
+def _master_alive(path: Path) -> bool:
+    """Whether a master listens on `path`: a connect to its socket (no ssh process, microseconds).
+
+    A socket file left by a master that died refuses the connection.
+    """
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2)
     try:
-        return _ssh_run(_control_command(target, path, "check"), 5) == 0
-    except (OSError, subprocess.SubprocessError):
+        probe.connect(str(path))
+        return True
+    except OSError:
         return False
+    finally:
+        probe.close()
 
 
 def _start_master(target: SshTarget, path: Path, connect_timeout: int | None = None) -> DispatchFailure | None:
     """Blocking: make sure a master connection for `target` listens on `path`."""
     connect_timeout = connect_timeout or target.connect_timeout
+    if _master_alive(path):  # the common case: no lock, no process
+        return None
     with _locked(path):
-        if _master_alive(target, path):
+        if _master_alive(path):
             return None
         with contextlib.suppress(OSError):
             path.unlink()  # a stale socket of a master that died
