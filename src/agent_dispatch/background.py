@@ -14,16 +14,19 @@ import os
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 
 from agent_dispatch import config as configmod
-from agent_dispatch.dispatcher import Dispatcher
+from agent_dispatch.dispatcher import Dispatcher, Watch
 from agent_dispatch.errors import BadArgumentError, JobNotFoundError, JobRecordError
 from agent_dispatch.jobs import JobStore, TransitionRefused
 from agent_dispatch.models import DispatchRequest, DispatchResult, Job, check_job_id
+from agent_dispatch.progress import Narrator
 from agent_dispatch.runner import RunHandle, collect_output, kill_run, run_alive, run_claude
 from agent_dispatch.runner.tree import read_stat
 
@@ -67,9 +70,11 @@ def open_store() -> JobStore:
     return _STORES[key]
 
 
-async def dispatch_ref(dispatcher: Dispatcher, req: DispatchRequest, ask: Any = None) -> dict[str, Any]:
+async def dispatch_ref(
+    dispatcher: Dispatcher, req: DispatchRequest, ask: Any = None, *, watch: Watch | None = None, label: str = ""
+) -> dict[str, Any]:
     """Dispatch, store the full result as a job record, and answer a short ref payload."""
-    result = await dispatcher.dispatch(req, ask=ask)
+    result = await dispatcher.dispatch(req, ask=ask, watch=watch, label=label)
     now = time.time()
     job = Job(
         id=uuid.uuid4().hex,
@@ -112,6 +117,23 @@ def _progress_texts(events: Any) -> list[str]:
     return [text[:200] for text in texts if text]
 
 
+# A call run as a task job in this process (several runs: parallel, dialogue): given a watcher for
+# its progress, it produces the answer to store, already shaped by the front door.
+CallWork = Callable[[Watch], Awaitable[dict[str, Any]]]
+QUESTION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"answer": {"type": "string", "title": "Your answer"}},
+    "required": ["answer"],
+}
+
+
+@dataclass
+class _Question:
+    key: str
+    answered: anyio.Event = field(default_factory=anyio.Event)
+    response: dict[str, Any] | None = None
+
+
 class JobManager:
     """Starts, watches, cancels and recovers background jobs for one server (or one CLI command)."""
 
@@ -125,43 +147,122 @@ class JobManager:
         self._handles: dict[str, dict[str, Any]] = {}
         self._adopting: set[str] = set()
         self._closing = False
+        self._watchers: dict[str, Watch] = {}
+        self._questions: dict[str, _Question] = {}
 
     # -- starting and running ------------------------------------------------------------
 
-    async def start(self, req: DispatchRequest) -> Job:
-        """Record a pending job and run it in the background; answers at once."""
-        if self.tg is None or self._closing:
-            raise BadArgumentError("this process cannot run background jobs", "Use the MCP server's dispatch_async.")
+    async def start(
+        self, req: DispatchRequest, *, tool: str | None = None, session_id: str = "", cache: bool = False,
+        watch: Watch | None = None,
+    ) -> Job:
+        """Record a pending job and run it in the background; answers at once.
+
+        With `tool`, the job is that tool's call run as an MCP task (kind `task`): `session_id`
+        continues a conversation, `cache` stores a clean result as `dispatch` would, and `watch`
+        sees the run's events live until `unwatch`.
+        """
+        self._check_can_start()
         cfg = self.dispatcher.config()
         self.dispatcher.agent(req.agent, cfg)
         req = self.dispatcher.through_group(req, cfg)
-        job = Job(
-            id=uuid.uuid4().hex,
-            status="pending",
-            agent=req.agent,
-            task=req.task,
-            created_at=time.time(),
-            owner=self.owner,
-            request=req.model_dump(),
-        )
+        request = req.model_dump()
+        if session_id:
+            request["session_id"] = session_id
+        job = self._new_job(req.agent, req.task, request, tool)
         await anyio.to_thread.run_sync(self.store.create, job)
-        self._done_events[job.id] = anyio.Event()
-        self.tg.start_soon(self._work, job.id, req)
+        self._begin(job.id, watch)
+        self.tg.start_soon(self._work, job.id, self._run(job.id, req, session_id=session_id, cache=cache))  # type: ignore[union-attr]
         return job
 
-    async def _work(self, job_id: str, req: DispatchRequest) -> None:
+    async def start_call(
+        self, tool: str, agent: str, task: str, request: dict[str, Any], work: CallWork, *, watch: Watch | None = None
+    ) -> Job:
+        """Run a call made of several runs (parallel, dialogue) as a task job of this process.
+
+        Its runs are not detached: if this server dies, the job ends `failed` with the reason.
+        """
+        self._check_can_start()
+        job = self._new_job(agent, task, request, tool)
+        await anyio.to_thread.run_sync(self.store.create, job)
+        self._begin(job.id, watch)
+        self.tg.start_soon(self._work, job.id, self._run_call(job.id, work))  # type: ignore[union-attr]
+        return job
+
+    def _check_can_start(self) -> None:
+        if self.tg is None or self._closing:
+            raise BadArgumentError("this process cannot run background jobs", "Use the MCP server's dispatch_async.")
+
+    def _new_job(self, agent: str, task: str, request: dict[str, Any], tool: str | None) -> Job:
+        return Job(
+            id=uuid.uuid4().hex, status="pending", agent=agent, task=task, created_at=time.time(),
+            owner=self.owner, request=request, kind="task" if tool else "async", tool=tool,
+        )
+
+    def _begin(self, job_id: str, watch: Watch | None) -> None:
+        self._done_events[job_id] = anyio.Event()
+        if watch is not None:
+            self._watchers[job_id] = watch
+
+    def unwatch(self, job_id: str) -> None:
+        """Stop showing a job's events to the watcher given at start (its progress stays in the record)."""
+        self._watchers.pop(job_id, None)
+
+    async def _work(self, job_id: str, body: Awaitable[None]) -> None:
         try:
             with anyio.CancelScope() as scope:
                 self._scopes[job_id] = scope
-                await self._run(job_id, req)
+                await body
         finally:
             self._scopes.pop(job_id, None)
             self._handles.pop(job_id, None)
+            self._watchers.pop(job_id, None)
             event = self._done_events.pop(job_id, None)
             if event is not None:
                 event.set()
 
-    async def _run(self, job_id: str, req: DispatchRequest) -> None:
+    async def _run_call(self, job_id: str, work: CallWork) -> None:
+        narrator = Narrator()
+        last_write = [0.0]
+
+        def watch(event: Any, source: str) -> None:
+            watcher = self._watchers.get(job_id)
+            if watcher is not None:
+                watcher(event, source)
+            if narrator.offer(event, source):
+                now = time.monotonic()
+                if now - last_write[0] >= PROGRESS_WRITE_INTERVAL:
+                    last_write[0] = now
+                    self._note_progress(job_id, status_message=narrator.latest)
+
+        try:
+            self.store.transition(job_id, "running", started_at=time.time())
+        except TransitionRefused:
+            return  # cancelled before it began
+        try:
+            answer: dict[str, Any] | None = await work(watch)
+            error = None
+        except Exception as exc:  # noqa: BLE001 - the job must end, whatever the work raised
+            answer, error = None, f"the call failed: {type(exc).__name__}: {str(exc)[:300]}"
+
+        def finish() -> None:
+            try:
+                self.store.transition(
+                    job_id, "done" if error is None else "failed", completed_at=time.time(), answer=answer,
+                    error=error, status_message=narrator.latest or None,
+                )
+            except TransitionRefused:
+                pass
+
+        await anyio.to_thread.run_sync(finish)
+
+    def _note_progress(self, job_id: str, **fields: Any) -> None:
+        try:
+            self.store.update(job_id, **fields)
+        except (TransitionRefused, JobRecordError):
+            pass
+
+    async def _run(self, job_id: str, req: DispatchRequest, *, session_id: str = "", cache: bool = False) -> None:
         d = self.dispatcher
         cfg = d.config()
         try:
@@ -169,12 +270,15 @@ class JobManager:
         except Exception as exc:  # the agent was removed while the job waited
             self._finish(job_id, DispatchResult.failure(req.agent, exc))
             return
-        spec = d.spec(agent, req, stream=True, output_path=self.store.path_for(job_id, ".out"))
+        spec = d.spec(
+            agent, req, stream=True, resume=session_id or None, output_path=self.store.path_for(job_id, ".out")
+        )
         refused = d.precheck(spec, cfg)
         if refused is not None:
             self._finish(job_id, refused)
             return
         tail: deque[Any] = deque(maxlen=PROGRESS_TAIL)  # events; described only when written
+        narrator = Narrator()
         last_write = [0.0]
 
         def on_spawn(handle: RunHandle) -> None:
@@ -188,19 +292,22 @@ class JobManager:
 
         def on_event(event: Any) -> None:
             tail.append(event)
+            watcher = self._watchers.get(job_id)
+            if watcher is not None:
+                watcher(event, "")
+            narrator.offer(event)
             now = time.monotonic()
             if now - last_write[0] >= PROGRESS_WRITE_INTERVAL:
                 last_write[0] = now
-                try:
-                    self.store.update(job_id, progress=_progress_texts(tail))
-                except (TransitionRefused, JobRecordError):
-                    pass
+                self._note_progress(job_id, progress=_progress_texts(tail), status_message=narrator.latest or None)
 
         async with d.limiter.slot():
             current = self.store.get(job_id)
             if current.status != "pending":
                 return  # cancelled while it waited for a slot: it never runs
             result = await run_claude(spec, on_event=on_event, on_spawn=on_spawn, detach_on_cancel=True)
+        if cache:
+            d.remember(req, result)
         # One write for the end and the final progress, off the event loop (fsync takes milliseconds).
         progress = _progress_texts(tail)
         await anyio.to_thread.run_sync(lambda: self._finish(job_id, result, progress=progress))
@@ -218,6 +325,39 @@ class JobManager:
             )
         except TransitionRefused:
             pass
+
+    # -- questions for the human ------------------------------------------------------------------
+
+    async def ask(self, job_id: str, message: str, schema: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """Put a question to the human through the client following this job as a task; wait for it.
+
+        While it waits the record holds `question` ({key, message, schema}), so `tasks/get` answers
+        `input_required` with it; `answer` (what `tasks/update` calls) delivers the response
+        ({action: accept|decline|cancel, content}), which this returns. A cancelled job (or caller)
+        stops the wait; the question is cleared from the record either way.
+        """
+        check_job_id(job_id)
+        question = _Question(key="q" + uuid.uuid4().hex[:15])
+        self._questions[job_id] = question
+        record = {"key": question.key, "message": message, "schema": schema or QUESTION_SCHEMA}
+        try:
+            await anyio.to_thread.run_sync(lambda: self.store.update(job_id, question=record))
+            await question.answered.wait()
+            return question.response
+        finally:
+            self._questions.pop(job_id, None)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(lambda: self._note_progress(job_id, question=None))
+
+    def answer(self, job_id: str, responses: dict[str, Any]) -> bool:
+        """Deliver the human's response to the job's waiting question; False when none matches its key."""
+        question = self._questions.get(job_id)
+        if question is None or question.key not in responses or question.answered.is_set():
+            return False
+        response = responses[question.key]
+        question.response = response if isinstance(response, dict) else {"action": "cancel"}
+        question.answered.set()
+        return True
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -294,6 +434,16 @@ class JobManager:
                 if job.terminal:
                     return {"outcome": "already_terminal", "job": job.to_json()}
         handle = self._handles.get(job_id) or job.run
+        if not handle and job.kind == "task" and job_id in self._scopes:
+            # A call of several runs in this process: cancelling its scope kills each run's tree.
+            try:
+                job = self.store.transition(
+                    job_id, "cancelled", completed_at=time.time(), error="cancelled while running"
+                )
+            except TransitionRefused as exc:
+                return {"outcome": "already_terminal", "job": exc.job.to_json()}
+            self._scopes[job_id].cancel()
+            return {"outcome": "cancelled_running", "job": job.to_json()}
         if not handle:
             return {"outcome": "running", "job": job.to_json(),
                     "hint": "The job is starting in another process; try dispatch_cancel again in a moment."}
@@ -383,7 +533,7 @@ class JobManager:
                 job = self.store.get(job_id)
             except Exception:  # noqa: BLE001, S112
                 continue
-            if job.status == "pending":
+            if job.status == "pending" or job.run is None:  # queued, or a call whose runs end with us
                 try:
                     self.store.transition(job_id, "failed", completed_at=time.time(), error=reason)
                 except TransitionRefused:

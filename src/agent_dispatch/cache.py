@@ -118,6 +118,12 @@ class ResultCache:
         # The stored copy is never mutated, so copying outside the lock is safe.
         return entry.result.model_copy(deep=True, update={"cached": True})
 
+    def contains(self, key: str) -> bool:
+        """Whether `get(key)` would answer now; counts neither a hit nor a miss."""
+        with self._lock:
+            entry = self._entries.get(key)
+            return entry is not None and not self._expired(entry, self._clock())
+
     def put(self, key: str, agent: str, result: DispatchResult) -> bool:
         """Store a copy of `result` under `key`; True if stored.
 

@@ -36,6 +36,13 @@ ProgressFn = Callable[[str], Awaitable[None]]
 # Puts a blocked agent's question to the human: (agent name, question) -> the answer, or None
 # when there is none (declined, cancelled, no way to ask). The front door decides how to ask.
 AskFn = Callable[[str, str], Awaitable[str | None]]
+# Someone watching a run live: gets each stream event and the agent it came from ("" when the call
+# has one agent). Given, a run streams (stream-json) so there is something to watch.
+Watch = Callable[[Any, str], None]
+
+
+def _observer(watch: Watch | None, label: str = "") -> Callable[[Any], None] | None:
+    return None if watch is None else (lambda event: watch(event, label))
 
 
 def parallel_cap(max_concurrency: int) -> int:
@@ -189,12 +196,13 @@ class Dispatcher:
     # -- workflows ---------------------------------------------------------------------------
 
     async def dispatch(
-        self, req: DispatchRequest, *, use_cache: bool = True, ask: AskFn | None = None
+        self, req: DispatchRequest, *, use_cache: bool = True, ask: AskFn | None = None,
+        watch: Watch | None = None, label: str = "",
     ) -> DispatchResult:
         """One task to one agent; identical requests within the cache TTL are answered from memory.
 
         Only a result whose outcome is `done` (or absent) is cached; a question never is.
-        `ask` puts a blocked agent's question to the human (see `clarify`).
+        `ask` puts a blocked agent's question to the human (see `clarify`); `watch` sees the run live.
         """
         cfg = self.config()
         agent = self.agent(req.agent, cfg)
@@ -205,21 +213,36 @@ class Dispatcher:
             hit = self.cache.get(key)
             if hit is not None:
                 return hit
-        result = await self.run(self.spec(agent, req), cfg)
-        result = await self.clarify(agent, req, result, cfg, ask)
+        stream, on_event = watch is not None, _observer(watch, label)
+        result = await self.run(self.spec(agent, req, stream=stream), cfg, on_event=on_event)
+        result = await self.clarify(agent, req, result, cfg, ask, stream=stream, on_event=on_event)
         if key is not None and not result.clarifications:  # an answer shaped by a person is theirs alone
             self.cache.put(key, agent.name, result)
         return result
 
     async def dispatch_session(
-        self, req: DispatchRequest, session_id: str = "", *, ask: AskFn | None = None
+        self, req: DispatchRequest, session_id: str = "", *, ask: AskFn | None = None, watch: Watch | None = None
     ) -> DispatchResult:
         """Start or continue a conversation with an agent; never cached."""
         cfg = self.config()
         agent = self.agent(req.agent, cfg)
         req = self.through_group(req, cfg)
-        result = await self.run(self.spec(agent, req, resume=session_id or None), cfg)
-        return await self.clarify(agent, req, result, cfg, ask)
+        stream, on_event = watch is not None, _observer(watch)
+        result = await self.run(self.spec(agent, req, resume=session_id or None, stream=stream), cfg, on_event=on_event)
+        return await self.clarify(agent, req, result, cfg, ask, stream=stream, on_event=on_event)
+
+    def is_cached(self, req: DispatchRequest) -> bool:
+        """Whether `dispatch(req)` would answer from the cache right now (counts nothing)."""
+        cfg = self.config()
+        req = self.through_group(req, cfg)
+        return cfg.settings.cache.enabled and self.cache.contains(cache_key(req, self.agent(req.agent, cfg)))
+
+    def remember(self, req: DispatchRequest, result: DispatchResult) -> None:
+        """Cache a result produced outside `dispatch` (a dispatch run as a task) as `dispatch` would."""
+        cfg = self.config()
+        if cfg.settings.cache.enabled and req.agent in cfg.agents and not result.clarifications:
+            agent = self.agent(req.agent, cfg)
+            self.cache.put(cache_key(self.through_group(req, cfg), agent), agent.name, result)
 
     async def dispatch_stream(
         self, req: DispatchRequest, on_progress: ProgressFn, interval: float = 0.1, *, ask: AskFn | None = None
@@ -321,7 +344,8 @@ class Dispatcher:
         return requests
 
     async def dispatch_parallel(
-        self, requests: list[DispatchRequest], aggregate: str = "", *, ask: AskFn | None = None
+        self, requests: list[DispatchRequest], aggregate: str = "", *, ask: AskFn | None = None,
+        watch: Watch | None = None,
     ) -> Any:
         """Run every request at once (bounded by the limiter); results in item order.
 
@@ -335,9 +359,9 @@ class Dispatcher:
 
         async def one(index: int, req: DispatchRequest) -> None:
             if req.return_ref:
-                results[index] = await background.dispatch_ref(self, req, ask=ask)
+                results[index] = await background.dispatch_ref(self, req, ask=ask, watch=watch, label=req.agent)
             else:
-                results[index] = (await self.dispatch(req, ask=ask)).to_json()
+                results[index] = (await self.dispatch(req, ask=ask, watch=watch, label=req.agent)).to_json()
 
         async with anyio.create_task_group() as tg:
             for index, req in enumerate(requests):
@@ -345,16 +369,32 @@ class Dispatcher:
         if not aggregate:
             return results
         task = _aggregate_task(requests, results)
-        combined = await self.dispatch(make_request("aggregate", agent=aggregate, task=task))
+        combined = await self.dispatch(make_request("aggregate", agent=aggregate, task=task), watch=watch,
+                                       label=aggregate)
         return {"individual_results": results, "aggregated": combined.to_json()}
 
-    async def dialogue(self, requester: str, responder: str, topic: str, max_rounds: int = 3) -> dict[str, Any]:
-        """Two agents talk, each in its own session, until one writes [RESOLVED] or the rounds run out."""
+    def check_dialogue(self, requester: str, responder: str, topic: str, max_rounds: int) -> None:
+        """Refuse a dialogue before anything runs: bad rounds, an empty topic, an unknown agent."""
         low, high = DIALOGUE_ROUNDS
         if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or not low <= max_rounds <= high:
             raise BadArgumentError(f"max_rounds must be a whole number from {low} to {high}")
         if not isinstance(topic, str) or not topic.strip():
             raise BadArgumentError("topic must not be empty")
+        cfg = self.config()
+        self.agent(responder, cfg)
+        self.agent(requester, cfg)
+
+    def refusal(self, req: DispatchRequest, session_id: str = "") -> DispatchResult | None:
+        """The failed result a dispatch of `req` would answer before starting anything, else None."""
+        cfg = self.config()
+        spec = self.spec(self.agent(req.agent, cfg), req, resume=session_id or None)
+        return self.precheck(spec, cfg)
+
+    async def dialogue(
+        self, requester: str, responder: str, topic: str, max_rounds: int = 3, *, watch: Watch | None = None
+    ) -> dict[str, Any]:
+        """Two agents talk, each in its own session, until one writes [RESOLVED] or the rounds run out."""
+        self.check_dialogue(requester, responder, topic, max_rounds)
         cfg = self.config()
         agents = {"responder": self.agent(responder, cfg), "requester": self.agent(requester, cfg)}
         sessions: dict[str, str | None] = {"responder": None, "requester": None}
@@ -367,7 +407,8 @@ class Dispatcher:
             for role in ("responder", "requester"):
                 agent = agents[role]
                 req = make_request("dialogue", agent=agent.name, task=message)
-                result = await self.run(self.spec(agent, req, resume=sessions[role]), cfg)
+                spec = self.spec(agent, req, resume=sessions[role], stream=watch is not None)
+                result = await self.run(spec, cfg, on_event=_observer(watch, agent.name))
                 sessions[role] = result.session_id or sessions[role]
                 out["total_cost_usd"] += result.cost_usd or 0.0
                 out["total_duration_ms"] += result.duration_ms or 0

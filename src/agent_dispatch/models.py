@@ -357,6 +357,17 @@ class Settings(_Strict):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     dispatch_protocol: bool = True
     max_clarifications: int = Field(default=2, ge=0, le=CLARIFICATIONS_MAX)
+    # MCP tasks: a long call answers a task handle to a client that declares the extension.
+    mcp_tasks: bool = True
+    task_grace_seconds: float = Field(default=1, ge=0, le=3600)
+
+    @field_validator("task_grace_seconds", mode="before")
+    @classmethod
+    def _grace(cls, value: Any) -> Any:
+        value = _refuse_bool(value)
+        if isinstance(value, (int, float)) and not math.isfinite(value):
+            raise ValueError("task_grace_seconds must be a finite number of seconds")
+        return value
 
     @field_validator("default_timeout", "default_max_budget_usd", "max_clarifications", mode="before")
     @classmethod
@@ -583,7 +594,14 @@ class Job(BaseModel):
     run: dict[str, Any] | None = None
     # The request, kept so a job can be reported and (for refs) so `fetch_result` knows its origin.
     request: dict[str, Any] | None = None
-    kind: Literal["async", "ref"] = "async"
+    kind: Literal["async", "ref", "task"] = "async"
+    # Tasks (MCP tasks extension): the tool that was called, its answer when it is not one
+    # dispatch result (the CallToolResult as sent), the latest progress line, and the question
+    # waiting for the human ({key, message, schema}) while the task is input_required.
+    tool: str | None = None
+    answer: dict[str, Any] | None = None
+    status_message: str | None = None
+    question: dict[str, Any] | None = None
 
     @field_validator("id")
     @classmethod
@@ -621,6 +639,8 @@ class Job(BaseModel):
             out["result"] = self.result.to_json()
         if self.progress:
             out["progress"] = list(self.progress)
+        if self.tool:
+            out["tool"] = self.tool
         return out
 
     def summary(self, task_chars: int = 120) -> dict[str, Any]:

@@ -46,7 +46,9 @@ def boundary(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[CallT
     @wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> CallToolResult:
         try:
-            return answer(await fn(*args, **kwargs))
+            value = await fn(*args, **kwargs)
+            # A call answered from a task job comes back already shaped (as it was stored).
+            return value if isinstance(value, CallToolResult) else answer(value)
         except AgentDispatchError as exc:
             return envelope(exc)
         except ValidationError as exc:
@@ -55,6 +57,13 @@ def boundary(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[CallT
             return internal(exc)
 
     return wrapper
+
+
+def wire(result: CallToolResult) -> dict[str, Any]:
+    """A tool answer as JSON the way it goes inside a task (`content`, `structuredContent`, `isError`)."""
+    out = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+    out.pop("resultType", None)
+    return out
 
 
 def short_validation(exc: ValidationError) -> str:

@@ -17,6 +17,7 @@ from agent_dispatch import config as configmod
 from agent_dispatch.dispatcher import AskFn, Dispatcher, make_request
 from agent_dispatch.errors import BadArgumentError
 from agent_dispatch.models import PREVIEW_LINES_MAX, WAIT_SECONDS_MAX, clamp
+from agent_dispatch.server import tasks
 from agent_dispatch.server.answers import boundary, envelope, finite, short_validation
 from agent_dispatch.server.clarify import Flows, clarifying
 
@@ -85,7 +86,12 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
                     await state.jobs.shutdown(SHUTDOWN_REASON)
                 tg.cancel_scope.cancel()
 
-    server = _Server(name="agent-dispatch", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan)
+    extension = tasks.TasksExtension(lambda: state.jobs)
+    server = _Server(
+        name="agent-dispatch", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan,
+        extensions=[extension],
+    )
+    server.middleware.append(extension.middleware)
     server.agent_dispatch_state = state  # type: ignore[attr-defined]
 
     def tool(
@@ -220,6 +226,7 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
           "JSON value (parsed into parsed_result). return_ref=true stores the full answer and returns a ref "
           "with a `summary_chars`-long summary: use fetch_result(ref) to read it all.", asks=True)
     async def dispatch(
+        ctx: Context,
         agent: AgentName,
         task: Task,
         context: ContextText = "",
@@ -236,13 +243,18 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
             agent=agent, task=task, context=context, caller=caller, goal=goal,
             response_format=response_format, return_ref=return_ref, summary_chars=summary_chars, group=group,
         )
-        if req.return_ref:
-            return await background.dispatch_ref(state.dispatcher, req, ask=ask)
-        return (await state.dispatcher.dispatch(req, ask=ask)).to_json()
+
+        async def plain(watch: Any) -> dict[str, Any]:
+            if req.return_ref:
+                return await background.dispatch_ref(state.dispatcher, req, ask=ask, watch=watch)
+            return (await state.dispatcher.dispatch(req, ask=ask, watch=watch)).to_json()
+
+        return await tasks.run_single(ctx, state.jobs, "dispatch", req, plain, cache=True)
 
     @tool("Talk to an agent over several turns: leave session_id empty to start, then pass back the session_id "
           "from its answer to continue the same conversation. Never cached.", asks=True)
     async def dispatch_session(
+        ctx: Context,
         agent: AgentName,
         task: Task,
         session_id: str = "",
@@ -258,16 +270,29 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
             agent=agent, task=task, context=context, caller=caller, goal=goal, response_format=response_format,
             group=group,
         )
-        return (await state.dispatcher.dispatch_session(req, session_id, ask=ask)).to_json()
+
+        async def plain(watch: Any) -> dict[str, Any]:
+            return (await state.dispatcher.dispatch_session(req, session_id, ask=ask, watch=watch)).to_json()
+
+        return await tasks.run_single(ctx, state.jobs, "dispatch_session", req, plain, session_id=session_id)
 
     @tool("Run several dispatches at once. `dispatches` is a JSON string holding a list of objects "
           "{agent, task, context?, caller?, goal?, response_format?, return_ref?, summary_chars?, group?}. "
           "Answers a list of results in item order; with `aggregate` (an agent name) that agent also combines "
           "them, and the "
           "answer is {individual_results, aggregated}. The whole call is refused if any item is invalid.", asks=True)
-    async def dispatch_parallel(dispatches: str, aggregate: str = "", *, ask: AskFn) -> Any:
+    async def dispatch_parallel(ctx: Context, dispatches: str, aggregate: str = "", *, ask: AskFn) -> Any:
         requests = state.dispatcher.parse_parallel(dispatches)
-        return await state.dispatcher.dispatch_parallel(requests, aggregate, ask=ask)
+        if aggregate:
+            state.dispatcher.agent(aggregate)
+
+        async def plain(watch: Any) -> Any:
+            return await state.dispatcher.dispatch_parallel(requests, aggregate, ask=ask, watch=watch)
+
+        agents = ",".join(dict.fromkeys(req.agent for req in requests))
+        label = (agents[:200], f"{len(requests)} dispatches: " + " | ".join(r.task[:80] for r in requests[:5]),
+                 {"dispatches": [r.model_dump() for r in requests], "aggregate": aggregate})
+        return await tasks.run_call(ctx, state.jobs, "dispatch_parallel", label, plain)
 
     @tool("Like dispatch, but while the agent works you receive progress notifications with what it is "
           "doing (its latest text or tool use). Never cached.", asks=True)
@@ -287,18 +312,25 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
             agent=agent, task=task, context=context, caller=caller, goal=goal, response_format=response_format,
             group=group,
         )
-        counter = {"n": 0}
 
-        async def progress(message: str) -> None:
-            counter["n"] += 1
-            await ctx.report_progress(counter["n"], None, message)
+        async def plain(watch: Any) -> dict[str, Any]:
+            return (await state.dispatcher.dispatch(req, use_cache=False, ask=ask, watch=watch)).to_json()
 
-        return (await state.dispatcher.dispatch_stream(req, progress, ask=ask)).to_json()
+        return await tasks.run_single(ctx, state.jobs, "dispatch_stream", req, plain)
 
     @tool("Let two agents talk until one of them writes [RESOLVED] or `max_rounds` (1..10) rounds pass. The "
           "topic goes to the responder first; each round is the responder's message, then the requester's reply.")
-    async def dispatch_dialogue(requester: str, responder: str, topic: str, max_rounds: int = 3) -> dict[str, Any]:
-        return await state.dispatcher.dialogue(requester, responder, topic, max_rounds)
+    async def dispatch_dialogue(
+        ctx: Context, requester: str, responder: str, topic: str, max_rounds: int = 3
+    ) -> dict[str, Any]:
+        state.dispatcher.check_dialogue(requester, responder, topic, max_rounds)
+
+        async def plain(watch: Any) -> dict[str, Any]:
+            return await state.dispatcher.dialogue(requester, responder, topic, max_rounds, watch=watch)
+
+        label = (f"{requester},{responder}", topic,
+                 {"requester": requester, "responder": responder, "topic": topic, "max_rounds": max_rounds})
+        return await tasks.run_call(ctx, state.jobs, "dispatch_dialogue", label, plain)
 
     # -- cache -----------------------------------------------------------------------------
 
