@@ -33,6 +33,7 @@ from agent_dispatch.runner.tree import read_stat
 PROGRESS_TAIL = 20
 PROGRESS_WRITE_INTERVAL = 1.0
 ADOPT_POLL = 0.5
+PEEK_INLINE_BYTES = 256 * 1024  # records up to this are parsed on the event loop by `peek`
 ORPHAN_PENDING = "the agent-dispatch server that queued this job exited before it started; dispatch it again"
 ORPHAN_NO_RESULT = "the agent-dispatch server running this job exited and the run left no result"
 
@@ -149,6 +150,7 @@ class JobManager:
         self._closing = False
         self._watchers: dict[str, Watch] = {}
         self._questions: dict[str, _Question] = {}
+        self._writing: set[str] = set()
 
     # -- starting and running ------------------------------------------------------------
 
@@ -233,7 +235,7 @@ class JobManager:
                 now = time.monotonic()
                 if now - last_write[0] >= PROGRESS_WRITE_INTERVAL:
                     last_write[0] = now
-                    self._note_progress(job_id, status_message=narrator.latest)
+                    self._progress_soon(job_id, status_message=narrator.latest)
 
         try:
             self.store.transition(job_id, "running", started_at=time.time())
@@ -261,6 +263,21 @@ class JobManager:
             self.store.update(job_id, **fields)
         except (TransitionRefused, JobRecordError):
             pass
+
+    def _progress_soon(self, job_id: str, **fields: Any) -> None:
+        """Write progress off the event loop (a record write fsyncs), one write per job at a time;
+        one due while another is in flight is skipped: the next event brings newer news."""
+        if job_id in self._writing or self.tg is None:
+            return
+        self._writing.add(job_id)
+
+        async def write() -> None:
+            try:
+                await anyio.to_thread.run_sync(lambda: self._note_progress(job_id, **fields))
+            finally:
+                self._writing.discard(job_id)
+
+        self.tg.start_soon(write)
 
     async def _run(self, job_id: str, req: DispatchRequest, *, session_id: str = "", cache: bool = False) -> None:
         d = self.dispatcher
@@ -299,7 +316,7 @@ class JobManager:
             now = time.monotonic()
             if now - last_write[0] >= PROGRESS_WRITE_INTERVAL:
                 last_write[0] = now
-                self._note_progress(job_id, progress=_progress_texts(tail), status_message=narrator.latest or None)
+                self._progress_soon(job_id, progress=_progress_texts(tail), status_message=narrator.latest or None)
 
         async with d.limiter.slot():
             current = self.store.get(job_id)
@@ -365,6 +382,19 @@ class JobManager:
         check_job_id(job_id)
         job = await anyio.to_thread.run_sync(self.store.get, job_id)
         if not job.terminal:
+            job = await self._resolve_if_orphaned(job)
+        return job
+
+    async def peek(self, job_id: str) -> Job:
+        """Like `status`, for a poll that must answer in milliseconds (tasks/get): a small record is
+        read on the event loop (one file, no lock; a thread hop costs more on a busy machine)."""
+        check_job_id(job_id)
+        try:
+            small = os.stat(self.store.path_for(job_id)).st_size <= PEEK_INLINE_BYTES
+        except OSError:
+            small = False  # let the store say what is wrong
+        job = self.store.get(job_id) if small else await anyio.to_thread.run_sync(self.store.get, job_id)
+        if not job.terminal and job.owner != self.owner:
             job = await self._resolve_if_orphaned(job)
         return job
 

@@ -21,6 +21,7 @@ SendFn = Callable[[int, str], Awaitable[None]]
 THROTTLE = 0.5  # seconds between two progress messages at most once
 HEARTBEAT = 5.0  # seconds of silence before a heartbeat (Claude Code's watchdog wants one at least every 10 s)
 MESSAGE_MAX = 300
+UNSENT_KEPT = 4  # events between two messages: a burst shows its newest few, joined
 
 
 class Narrator:
@@ -33,6 +34,7 @@ class Narrator:
         self._event: Any = None
         self._source = ""
         self._line: str | None = ""
+        self._unsent: list[tuple[Any, str, int]] = []  # since the last `take`, newest few
 
     def offer(self, event: Any, source: str = "") -> bool:
         """Note one event; True when it is something to show."""
@@ -44,18 +46,29 @@ class Narrator:
         if kind is None and not event:
             return False
         self._event, self._source, self._line = event, source, None
+        self._unsent.append((event, source, self._turns.get(source, 0)))
+        del self._unsent[:-UNSENT_KEPT]
         return True
 
     @property
     def latest(self) -> str:
         """The newest thing the agent did: "[agent: ]turn N: what", or "" before anything happened."""
         if self._line is None:
-            describe = getattr(self._event, "describe", None)
-            text = describe(200) if callable(describe) else str(self._event or "")
-            turn = self._turns.get(self._source, 0)
-            head = f"{self._source}: " if self._source else ""
-            self._line = (f"{head}turn {turn}: {text}" if turn else f"{head}{text}") if text else ""
+            self._line = _line(self._event, self._source, self._turns.get(self._source, 0))
         return self._line
+
+    def take(self) -> str:
+        """What happened since the last take (its newest few events joined), then forget it."""
+        lines = [_line(event, source, turn) for event, source, turn in self._unsent]
+        self._unsent.clear()
+        return " | ".join(line for line in lines if line)
+
+
+def _line(event: Any, source: str, turn: int) -> str:
+    describe = getattr(event, "describe", None)
+    text = describe(200) if callable(describe) else str(event or "")
+    head = f"{source}: " if source else ""
+    return (f"{head}turn {turn}: {text}" if turn else f"{head}{text}") if text else ""
 
 
 class LiveProgress:
@@ -97,9 +110,10 @@ class LiveProgress:
         """Send the newest message now if there is news (or, with `heartbeat`, a still-working line)."""
         if self._muted:
             return
+        news = self.narrator.take() if self._fresh else ""
         latest = self.narrator.latest
-        if self._fresh and latest:
-            message = latest
+        if news:
+            message = news
         elif heartbeat:
             elapsed = int(time.monotonic() - self._started)
             message = f"still working ({elapsed} s)" + (f"; last: {latest}" if latest else "")
@@ -107,7 +121,7 @@ class LiveProgress:
             return
         self._fresh = False
         if len(message) > MESSAGE_MAX:
-            message = message[: MESSAGE_MAX - 1] + "…"
+            message = "…" + message[-(MESSAGE_MAX - 1):]  # the newest part matters most
         self._count += 1
         try:
             await self._send(self._count, message)

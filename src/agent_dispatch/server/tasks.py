@@ -295,7 +295,7 @@ class TasksExtension(Extension):
         if not is_valid_job_id(task_id):
             raise MCPError(code=INVALID_PARAMS, message="Failed to retrieve task: a task id is 32 lowercase hex")
         try:
-            job = await self._jobs().status(task_id)
+            job = await self._jobs().peek(task_id)
         except AgentDispatchError:
             job = None
         if job is None or job.kind != "task":
