@@ -425,3 +425,26 @@ async def test_a_question_makes_the_task_input_required_until_tasks_update_answe
                 await anyio.sleep(0.02)
         assert task_state(jobs.store.get(job.id))["status"] == "completed"
         tg.cancel_scope.cancel()
+
+
+async def test_cancelling_a_parallel_task_kills_every_run(agents, fake_claude, write_config, monkeypatch, tmp_path):
+    pids = tmp_path / "pids"
+    monkeypatch.setenv("TREE_PIDS", str(pids))
+    fake_claude(TREE_AGENT)
+    set_grace(write_config, agents, 0)
+    async with raw_server() as client:
+        items = json.dumps([{"agent": "infra", "task": "forever 1"}, {"agent": "web", "task": "forever 2"}])
+        handle = await client.call("dispatch_parallel", {"dispatches": items})
+        with anyio.fail_after(30):
+            while not pids.exists() or len(pids.read_text().split()) < 4:
+                await anyio.sleep(0.05)
+        running = await client.request("tasks/get", {"taskId": handle["taskId"]})
+        assert running["status"] == "working"
+        await client.request("tasks/cancel", {"taskId": handle["taskId"]})
+        assert (await wait_task(client, handle["taskId"]))["status"] == "cancelled"
+        every = [int(pid) for pid in pids.read_text().split()]
+        with anyio.fail_after(10):
+            while any(pid_alive(pid) for pid in every):
+                await anyio.sleep(0.05)
+        record = tool_json(await client.call("dispatch_status", {"job_id": handle["taskId"]}))
+        assert record["status"] == "cancelled" and record["tool"] == "dispatch_parallel"
