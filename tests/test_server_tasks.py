@@ -448,3 +448,35 @@ async def test_cancelling_a_parallel_task_kills_every_run(agents, fake_claude, w
                 await anyio.sleep(0.05)
         record = tool_json(await client.call("dispatch_status", {"job_id": handle["taskId"]}))
         assert record["status"] == "cancelled" and record["tool"] == "dispatch_parallel"
+
+
+# Blocked on a question until the prompt carries the answer; then done, saying what it was told.
+ASKING_AGENT = """
+prompt = read_prompt(); record(prompt)
+time.sleep(1.5)
+if "Their answer" in prompt:
+    emit_result("Deployed with: " + prompt.split("## Their answer\\n", 1)[1].split("\\n\\n")[0] + "\\nSTATUS: done")
+else:
+    emit_result("I need one thing.\\n\\nQUESTION: Which region, eu or us?\\nSTATUS: blocked")
+"""
+
+
+async def test_a_blocked_agent_makes_its_task_input_required_and_tasks_update_answers(
+    agents, fake_claude, write_config
+):
+    fake_claude(ASKING_AGENT)
+    set_grace(write_config, agents, 0)
+    async with raw_server() as client:
+        handle = await client.call("dispatch", {"agent": "infra", "task": "deploy it"})
+        asked = await wait_task(client, handle["taskId"], until=("input_required", "completed", "failed"))
+        assert asked["status"] == "input_required", asked
+        (key, request), = asked["inputRequests"].items()
+        assert "Which region, eu or us?" in request["params"]["message"]
+        assert "Which region" in asked["statusMessage"]
+        await client.request("tasks/update", {"taskId": handle["taskId"],
+                                              "inputResponses": {key: {"action": "accept",
+                                                                       "content": {"answer": "eu"}}}})
+        done = await wait_task(client, handle["taskId"])
+        value = tool_json(done["result"])
+        assert value["success"] is True and "Deployed with: eu" in value["result"], value
+        assert value["clarifications"] == [{"question": "Which region, eu or us?", "answer": "eu"}]

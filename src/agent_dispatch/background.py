@@ -33,6 +33,7 @@ from agent_dispatch.runner.tree import read_stat
 PROGRESS_TAIL = 20
 PROGRESS_WRITE_INTERVAL = 1.0
 ADOPT_POLL = 0.5
+ANSWER_WAIT = 3600.0  # seconds a task's question waits for the human before it counts as unanswered
 PEEK_INLINE_BYTES = 256 * 1024  # records up to this are parsed on the event loop by `peek`
 ORPHAN_PENDING = "the agent-dispatch server that queued this job exited before it started; dispatch it again"
 ORPHAN_NO_RESULT = "the agent-dispatch server running this job exited and the run left no result"
@@ -174,7 +175,8 @@ class JobManager:
         job = self._new_job(req.agent, req.task, request, tool)
         await anyio.to_thread.run_sync(self.store.create, job)
         self._begin(job.id, watch)
-        self.tg.start_soon(self._work, job.id, self._run(job.id, req, session_id=session_id, cache=cache))  # type: ignore[union-attr]
+        body = self._run(job.id, req, session_id=session_id, cache=cache, ask_human=tool is not None)
+        self.tg.start_soon(self._work, job.id, body)  # type: ignore[union-attr]
         return job
 
     async def start_call(
@@ -279,7 +281,9 @@ class JobManager:
 
         self.tg.start_soon(write)
 
-    async def _run(self, job_id: str, req: DispatchRequest, *, session_id: str = "", cache: bool = False) -> None:
+    async def _run(
+        self, job_id: str, req: DispatchRequest, *, session_id: str = "", cache: bool = False, ask_human: bool = False
+    ) -> None:
         d = self.dispatcher
         cfg = d.config()
         try:
@@ -323,6 +327,8 @@ class JobManager:
             if current.status != "pending":
                 return  # cancelled while it waited for a slot: it never runs
             result = await run_claude(spec, on_event=on_event, on_spawn=on_spawn, detach_on_cancel=True)
+        if ask_human:  # a task: a blocked agent's question goes to the human as input_required
+            result = await d.clarify(agent, req, result, cfg, self._asker(job_id), stream=True, on_event=on_event)
         if cache:
             d.remember(req, result)
         # One write for the end and the final progress, off the event loop (fsync takes milliseconds).
@@ -365,6 +371,21 @@ class JobManager:
             self._questions.pop(job_id, None)
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lambda: self._note_progress(job_id, question=None))
+
+    def _asker(self, job_id: str) -> Callable[[str, str], Awaitable[str | None]]:
+        """The dispatcher's AskFn for a task job: the question goes through `ask`; only an accepted
+        form with a non-empty answer is an answer."""
+
+        async def ask(agent: str, question: str) -> str | None:
+            message = f"Agent '{agent}' is blocked and asks:\n\n{question}\n\nYour answer goes back to the agent."
+            with anyio.move_on_after(ANSWER_WAIT):
+                response = await self.ask(job_id, message)
+                content = response.get("content") if response and response.get("action") == "accept" else None
+                answer = content.get("answer") if isinstance(content, dict) else None
+                return answer if isinstance(answer, str) and answer.strip() else None
+            return None
+
+        return ask
 
     def answer(self, job_id: str, responses: dict[str, Any]) -> bool:
         """Deliver the human's response to the job's waiting question; False when none matches its key."""

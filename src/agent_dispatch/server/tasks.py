@@ -15,9 +15,10 @@ SDK validates the arguments exactly as for a plain call) and only swaps the answ
 handle when the tool's work became a task. A contextvar carries that offer from the
 interceptor to the tool, because `call_next` passes nothing but the request context through.
 
-The seam for questions to the human: `JobManager.ask(job_id, message, schema)` puts a question
-in the job record; `tasks/get` then answers `input_required` with it as an elicitation, and
-`tasks/update` hands the response to `JobManager.answer`.
+Questions to the human: in a task, the dispatcher's `ask` is `JobManager.ask(job_id, ...)`, which
+puts the question in the job record; `tasks/get` then answers `input_required` with it as a form
+elicitation, and `tasks/update` hands the response to `JobManager.answer`. (Plain calls ask through
+`server.clarify` instead.)
 """
 
 from __future__ import annotations
