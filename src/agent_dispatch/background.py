@@ -124,7 +124,8 @@ def _progress_texts(events: Any) -> list[str]:
 CallWork = Callable[[Watch], Awaitable[dict[str, Any]]]
 QUESTION_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {"answer": {"type": "string", "title": "Your answer"}},
+    "properties": {"answer": {"type": "string", "title": "Answer",
+                              "description": "Sent to the agent, which continues its work with it."}},
     "required": ["answer"],
 }
 
@@ -377,7 +378,8 @@ class JobManager:
         form with a non-empty answer is an answer."""
 
         async def ask(agent: str, question: str) -> str | None:
-            message = f"Agent '{agent}' is blocked and asks:\n\n{question}\n\nYour answer goes back to the agent."
+            message = (f"Agent '{agent}' is blocked and asks:\n\n{question}\n\n"
+                       "Your answer is sent to the agent, which continues the same session with it.")
             with anyio.move_on_after(ANSWER_WAIT):
                 response = await self.ask(job_id, message)
                 content = response.get("content") if response and response.get("action") == "accept" else None

@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 from standin import Reply
 
 pytestmark = pytest.mark.e2e
@@ -73,6 +74,13 @@ def test_a_blocked_question_under_a_print_mode_caller_comes_back_with_the_hint(e
     assert len(e2e.standin.requests_mentioning("Their answer")) == 0  # nobody answered: nothing resumed
 
 
+def _plain_calls_only(e2e) -> None:
+    """settings.mcp_tasks: false, so the interactive UI's calls are plain calls, not MCP tasks."""
+    data = yaml.safe_load(e2e.config.read_text())
+    data.setdefault("settings", {})["mcp_tasks"] = False
+    e2e.config.write_text(yaml.safe_dump(data))
+
+
 @pytest.fixture
 def tmux() -> str:
     path = shutil.which("tmux")
@@ -120,6 +128,7 @@ class _Pane:
 
 def test_the_interactive_ui_asks_the_human_and_the_answer_resumes_the_agent(e2e, tmux):
     e2e.add_agent("infra")
+    _plain_calls_only(e2e)  # the elicitation of a plain call (a task asks through input_required)
     caller = e2e.root / "projects" / "caller"
     caller.mkdir(parents=True)
     (e2e.home / ".claude.json").write_text(json.dumps({

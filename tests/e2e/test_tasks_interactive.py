@@ -134,3 +134,62 @@ def test_claude_p_gets_the_same_call_answered_inline(e2e):
     answer = json.loads(final.newest_user_text())
     assert answer["success"] is True and answer["result"] == ANSWER, answer
     assert [j for j in _jobs(e2e) if j.get("kind") == "task"] == [], "a -p caller never gets a task"
+
+
+def _screen(base: list[str]) -> str:
+    return subprocess.run([*base, "capture-pane", "-p"], capture_output=True, text=True, timeout=30).stdout
+
+
+def _wait_screen(base: list[str], text: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        screen = _screen(base)
+        if text in screen:
+            return screen
+        time.sleep(0.5)
+    raise AssertionError(f"{text!r} did not appear within {timeout} s; the screen:\n{_screen(base)}")
+
+
+def test_a_blocked_agent_in_a_task_asks_the_human_through_the_ui(e2e):
+    tmux = _tmux()
+    caller, mcp_config = _world(e2e)
+    e2e.standin.script(
+        Reply(text="FINAL: infra deployed", match="clarifications", times=None),
+        Reply(text="Infra is on it in the background.", after_tool=True),
+        Reply(text="", tool_name=TOOL, tool_input={"agent": "infra", "task": "inner task: deploy"},
+              match="outer task: ask infra"),
+        Reply(text="Deployed to the region I was told.\nSTATUS: done", match="Their answer"),
+        Reply(text="I need input.\nQUESTION: Which region, eu or us?\nSTATUS: blocked", match="inner task",
+              delay=2),
+    )
+    base = [tmux, "-S", str(e2e.root / "tmux.sock"), "-f", "/dev/null"]
+    command = [str(e2e.cli), "--mcp-config", str(mcp_config), "--strict-mcp-config", "--allowedTools", TOOL,
+               "--", "outer task: ask infra"]
+    subprocess.run([*base, "new-session", "-d", "-x", "160", "-y", "50", "-c", str(caller), *command],
+                   check=True, env=e2e.env(), timeout=30)
+    try:
+        form = _wait_screen(base, "requests your input", timeout=120)
+        assert "Which region, eu or us?" in form
+        job = next(j for j in _jobs(e2e) if j.get("kind") == "task")
+        assert job["question"]["message"].startswith("Agent 'infra' is blocked and asks:")
+        subprocess.run([*base, "send-keys", "-l", "eu-west-3"], check=True, timeout=30)
+        _wait_screen(base, "Answer: eu-west-3", timeout=30)
+        subprocess.run([*base, "send-keys", "Enter"], check=True, timeout=30)  # to the Accept button
+        time.sleep(1)
+        subprocess.run([*base, "send-keys", "Enter"], check=True, timeout=30)  # accept
+        deadline = time.monotonic() + 120
+        final = []
+        while time.monotonic() < deadline and not final:
+            final = [r for r in e2e.standin.message_requests() if "clarifications" in r.newest_user_text()
+                     and "task-notification" in r.newest_user_text()]
+            time.sleep(0.25)
+        assert final, f"no task notification with the clarified answer; screen:\n{_screen(base)}"
+    finally:
+        subprocess.run([*base, "kill-server"], capture_output=True, timeout=30)
+    resumed = e2e.standin.requests_mentioning("Their answer")
+    assert resumed and "eu-west-3" in resumed[0].newest_user_text()  # the typed answer reached the agent
+    text = final[0].newest_user_text()
+    assert "Deployed to the region I was told." in text and "eu-west-3" in text, text
+    (job,) = [j for j in _jobs(e2e) if j.get("kind") == "task"]
+    assert job["status"] == "done" and job["result"]["clarifications"] == [
+        {"question": "Which region, eu or us?", "answer": "eu-west-3"}]
