@@ -73,6 +73,8 @@ def _footer(result) -> None:
         bits.append(f"{result.num_turns} turns")
     if result.session_id:
         bits.append(f"session {result.session_id}")
+    if getattr(result, "host", None):
+        bits.append(f"on {result.host}")
     if bits:
         click.echo(click.style(" · ".join(bits), dim=True), err=True)
 

@@ -301,10 +301,11 @@ def remote_directory(directory: str | os.PathLike[str], host: str, ssh_options: 
 
     info = remote_project(SimpleNamespace(host=host, ssh_options=ssh_options, directory=text), fresh=True)
     if not info.healthy:
-        from agent_dispatch.transports.ssh import SshTarget
+        from agent_dispatch.transports.ssh import SshTarget, target_of
 
+        target = target_of(SimpleNamespace(host=host, ssh_options=ssh_options)) or SshTarget(host)
         raise BadArgumentError(f"directory {text} on {host}: {info.problem}",
-                               f"Check it by hand: `{SshTarget(host).manual_command('ls', '-ld', '--', text)}`.")
+                               f"Check it by hand: `{target.manual_command('ls', '-ld', '--', text)}`.")
     return text, info.description
 
 

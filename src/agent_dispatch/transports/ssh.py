@@ -116,7 +116,9 @@ class SshTarget:
 
     def manual_command(self, *remote: str) -> str:
         """The ssh command a user can paste to see what goes wrong (`ssh -o BatchMode=yes HOST claude --version`)."""
-        words = ["ssh", "-o", "BatchMode=yes", *self.option_args(), self.host, *remote]
+        configured = self.options is not None and self.options.connect_timeout is not None
+        timeout = ["-o", f"ConnectTimeout={self.connect_timeout}"] if configured else []
+        words = ["ssh", "-o", "BatchMode=yes", *timeout, *self.option_args(), self.host, *remote]
         return shlex.join(words)
 
 
