@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from agent_dispatch.background import owner_info
 from agent_dispatch.cli import cli
 from agent_dispatch.config import jobs_dir
 from agent_dispatch.jobs import JobStore
@@ -36,8 +37,9 @@ def make_job(status: str, *, age_days: float = 0, text: str = "the answer") -> J
     now = time.time() - age_days * 86400
     finished = status in ("done", "failed")
     result = DispatchResult(agent="infra", success=status == "done", result=text) if finished else None
+    owner = None if finished else owner_info()  # an unfinished job of a live server (this process) stays as it is
     job = Job(id=uuid.uuid4().hex, status=status, agent="infra", task=f"{status} task", created_at=now,
-              completed_at=now if result else None, result=result)
+              completed_at=now if result else None, result=result, owner=owner)
     return JobStore(jobs_dir()).create(job)
 
 

@@ -441,10 +441,28 @@ class JobManager:
         return job, False
 
     def list(self, status: str | None, limit: int) -> list[Job]:
+        """Jobs newest first, after settling the ones dead servers left, so each shows its true state."""
+        self.settle_orphans()
         return self.store.list(status, limit)
 
-    def gc(self, max_age_days: float) -> int:
-        return self.store.gc(max_age_days)
+    def gc(self, max_age_days: float | None, *, dry_run: bool = False) -> int:
+        """Delete (or with `dry_run` count) terminal jobs older than `max_age_days`; None = any age."""
+        self.settle_orphans()
+        if max_age_days is None:
+            return self.store.gc_all(dry_run=dry_run)
+        return self.store.gc(max_age_days, dry_run=dry_run)
+
+    def settle_orphans(self) -> None:
+        """Resolve the pending and running jobs whose server died (never a live server's).
+
+        Synchronous, for listings (which run in a worker thread): a run still going stays
+        `running`, which is true, and is collected by whoever looks once it has ended.
+        """
+        for job in self.store.unfinished():
+            try:
+                self._settle(job)
+            except Exception:  # noqa: BLE001, S112 - one damaged record must not stop the others
+                continue
 
     async def fetch_result(self, ref: str, max_chars: int = 0) -> dict[str, Any]:
         job = await self.status(ref)
@@ -525,6 +543,11 @@ class JobManager:
                 continue
 
     async def _resolve_if_orphaned(self, job: Job) -> Job:
+        return self._settle(job, adopt=True)
+
+    def _settle(self, job: Job, *, adopt: bool = False) -> Job:
+        """A dead server's job resolved: pending fails, a finished run is collected; `adopt` (on
+        the event loop only) also watches a live run to collect it when it ends."""
         if job.terminal or job.owner == self.owner or owner_alive(job.owner) or job.id in self._adopting:
             return job
         if job.status == "pending":
@@ -534,7 +557,7 @@ class JobManager:
                 return exc.job
         handle = job.run or {}
         if handle and run_alive(handle):
-            if self.tg is not None:
+            if adopt and self.tg is not None:
                 self._adopting.add(job.id)
                 self.tg.start_soon(self._adopt, job)
             return job

@@ -24,6 +24,9 @@ Contract:
 - The index is a hint, the record is the truth: every listing re-checks the parsed record.
   A marker is created before its record and renamed after it, so a crash between the two
   leaves at worst a stale marker, which `unfinished()` (run at server start) and `gc()` repair.
+- Every listing (`list`, `unfinished`, `gc`) first gives a marker to each record that has none
+  (copied in, restored from a backup, written by an older version): one stat of the directory
+  when it has not changed since the last check, two name listings when it has.
 
 This module knows nothing of processes or MCP.
 """
@@ -79,6 +82,8 @@ _INDEX = ".index"
 _LOCK = ".lock"
 _TMP_PREFIX = ".tmp-"
 _STALE_TMP_SECONDS = 3600.0
+# A directory mtime this recent may not show a change made in the same clock tick: checked again.
+_RACY_NS = 100_000_000
 _SIBLING_SUFFIXES = (".out", ".err")
 _SUFFIX_RE = re.compile(r"\.[a-z]{1,8}")
 _RECORD_RE = re.compile(r"([0-9a-f]{32})\.json")
@@ -140,6 +145,16 @@ def _parse_mark(name: str) -> _Mark | None:
     if status not in JOB_STATUSES or not is_valid_job_id(job_id):
         return None
     return _Mark(name, int(name[:20]), job_id, status)
+
+
+def _settled(mtime_ns: int) -> bool:
+    """Whether a directory mtime is old enough that a later change would have moved it.
+
+    A change made in the same clock tick may leave the mtime as it was; filesystems with
+    whole-second times get a longer wait.
+    """
+    racy = _RACY_NS * (20 if mtime_ns % 1_000_000_000 == 0 else 1)
+    return time.time_ns() - mtime_ns > racy
 
 
 def _check_status(status: object) -> str | None:
@@ -220,6 +235,9 @@ class JobStore:
         self.directory = Path(directory)
         self._index = self.directory / _INDEX
         self._clock = clock
+        self._reconciled_mtime: int | None = None  # the directory mtime at the last complete reconcile
+        self._marker_count = 0  # markers this store added for records that had none
+        self._names_cache: tuple[int, tuple[str, ...]] | None = None  # (index mtime, its names)
         _ensure_private_dir(self.directory)
         if not self._index_ok():
             with self._locked():
@@ -311,7 +329,7 @@ class JobStore:
         status = _check_status(status)
         limit = _check_limit(limit)
         # Fixed-width names sort by creation time; only the visited ones are parsed.
-        names = self._mark_names((status,) if status else ())
+        names = self._listed_names((status,) if status else ())
         names.sort(reverse=True)
         jobs: list[Job] = []
         seen: set[str] = set()
@@ -363,6 +381,17 @@ class JobStore:
         """Delete every terminal job, whatever its age (`agent-dispatch gc --all`)."""
         return self._collect(math.inf, dry_run, problems)
 
+    def reconcile(self) -> int:
+        """Give every record without an index marker its marker; returns how many were added.
+
+        Listings do this first. A directory whose mtime has not moved since the last complete
+        check costs one stat; otherwise its names are compared with the index's.
+        """
+        before = self._marker_count
+        self._reconciled_names()
+        return self._marker_count - before
+
+    # --- records ----------------------------------------------------------------------------
     # --- records ----------------------------------------------------------------------------
 
     def _record(self, job_id: str) -> Path:
@@ -437,9 +466,17 @@ class JobStore:
             return False
 
     def _mark_names(self, statuses: tuple[str, ...] = ()) -> list[str]:
-        """Names in the index, optionally only those of `statuses` (unparsed: parsing 10,000 costs)."""
+        """Names in the index, optionally only those of `statuses` (unparsed: parsing 10,000 costs).
+
+        The last listing is reused while the index's mtime has not moved.
+        """
         try:
-            names = os.listdir(self._index)
+            mtime = os.stat(self._index).st_mtime_ns
+            if self._names_cache is not None and self._names_cache[0] == mtime:
+                names = list(self._names_cache[1])
+            else:
+                names = os.listdir(self._index)
+                self._names_cache = (mtime, tuple(names)) if _settled(mtime) else None
         except FileNotFoundError:
             return []
         if statuses:
@@ -448,7 +485,44 @@ class JobStore:
         return names
 
     def _marks(self, statuses: tuple[str, ...] = ()) -> list[_Mark]:
-        return [mark for mark in map(_parse_mark, self._mark_names(statuses)) if mark is not None]
+        return [mark for mark in map(_parse_mark, self._listed_names(statuses)) if mark is not None]
+
+    def _listed_names(self, statuses: tuple[str, ...] = ()) -> list[str]:
+        """The index names listings read, once every record on disk has its marker."""
+        names = self._reconciled_names()
+        if names is None:
+            return self._mark_names(statuses)
+        if statuses:
+            suffixes = tuple("." + status for status in statuses)
+            names = [name for name in names if name.endswith(suffixes)]
+        return names
+
+    def _reconciled_names(self) -> list[str] | None:
+        """Index every record that has no marker; the whole index's names when it was listed, else None."""
+        try:
+            mtime = os.stat(self.directory).st_mtime_ns
+        except OSError:
+            return None
+        if mtime == self._reconciled_mtime:
+            return None
+        # The directory first: a record seen there had its marker made before it, so a record
+        # found here without one really has none (a concurrent create is never mistaken for one).
+        unmarked = set(os.listdir(self.directory))
+        names = self._mark_names()
+        unmarked.difference_update([name[21:53] + ".json" for name in names])  # set ops: 10,000 names cost ~1 ms
+        missing = sorted(name[:32] for name in unmarked if len(name) == 37 and name.endswith(".json"))
+        if missing:
+            with self._locked():
+                self._ensure_index()
+                for job_id in missing:
+                    name = self._record_mark_name(job_id) if is_valid_job_id(job_id) else None
+                    if name is not None:
+                        self._touch_mark(name)
+                        self._marker_count += 1
+                        names.append(name)
+        if _settled(mtime):
+            self._reconciled_mtime = mtime
+        return names
 
     def _touch_mark(self, name: str) -> None:
         os.close(os.open(self._index / name, _CREATE_FLAGS, 0o600))
@@ -479,6 +553,21 @@ class JobStore:
             if right != mark.name:
                 self._move_mark(mark.name, right)
 
+    def _record_mark_name(self, job_id: str) -> str | None:
+        """The marker a record on disk should have; None when it is gone or not a regular file."""
+        job = self._read_quietly(job_id, None)
+        if job is not None:
+            return _mark_name(job)
+        try:
+            info = os.lstat(self._record(job_id))
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        # Unreadable: index it anyway (by file time) so listings keep reporting it.
+        micros = min(int(info.st_mtime * 1_000_000), _MICROS_MAX)
+        return f"{micros:020d}-{job_id}.failed"
+
     def _ensure_index(self) -> None:
         """Build the index from the records when it is missing (first run, or deleted). Lock held."""
         if self._index_ok():
@@ -488,15 +577,9 @@ class JobStore:
             match = _RECORD_RE.fullmatch(entry.name)
             if match is None or not entry.is_file(follow_symlinks=False):
                 continue
-            job_id = match.group(1)
-            job = self._read_quietly(job_id, None)
-            if job is not None:
-                name = _mark_name(job)
-            else:
-                # Unreadable: index it anyway (by file time) so listings keep reporting it.
-                micros = min(int(entry.stat(follow_symlinks=False).st_mtime * 1_000_000), _MICROS_MAX)
-                name = f"{micros:020d}-{job_id}.failed"
-            os.close(os.open(staging / name, _CREATE_FLAGS, 0o600))
+            name = self._record_mark_name(match.group(1))
+            if name is not None:
+                os.close(os.open(staging / name, _CREATE_FLAGS, 0o600))
         if os.path.lexists(self._index):
             os.unlink(self._index)  # not a directory (checked above): a stray file or symlink
         os.rename(staging, self._index)

@@ -115,12 +115,12 @@ def cancel(job_id: str) -> None:
 @click.option("--dry-run", is_flag=True, help="Only say how many would be deleted.")
 def gc(days: float, everything: bool, dry_run: bool) -> None:
     """Delete finished job records (pending and running jobs are never deleted)."""
-    store = _manager().store
+    manager = _manager()  # settles the jobs of dead servers first, so the count is true
     if everything:
-        count = store.gc_all(dry_run=dry_run)
+        count = manager.gc(None, dry_run=dry_run)
     else:
         with usage_errors("--days"):
-            count = store.gc(days, dry_run=dry_run)
+            count = manager.gc(days, dry_run=dry_run)
     verb = "Would delete" if dry_run else "Deleted"
     click.echo(f"{verb} {count} job record{'s' if count != 1 else ''}.")
 
