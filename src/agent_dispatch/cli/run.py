@@ -28,8 +28,7 @@ def serve() -> None:
 @boundary
 def test(name: str, task: str, stream: bool, as_json: bool) -> None:
     """Run one dispatch to agent NAME through the same path the MCP tools use, and show the result."""
-    import anyio
-
+    from agent_dispatch.cli import _stop as stop
     from agent_dispatch.dispatcher import Dispatcher, make_request
 
     dispatcher = Dispatcher()
@@ -44,7 +43,7 @@ def test(name: str, task: str, stream: bool, as_json: bool) -> None:
             return await dispatcher.dispatch_stream(req, progress)
         return await dispatcher.dispatch(req, use_cache=False)
 
-    result = anyio.run(go)
+    result = stop.run(go)  # SIGTERM, SIGHUP and Ctrl-C end the agent's process tree first
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
     elif result.success:
