@@ -9,6 +9,7 @@ import anyio
 from mcp.server.mcpserver import MCPServer
 
 from agent_dispatch.server.tools import SHUTDOWN_REASON, State, build_server
+from agent_dispatch.server.transport import run_stdio
 
 STOP_GRACE = 5.0
 
@@ -38,7 +39,7 @@ async def _serve(server: MCPServer) -> None:
                 os._exit(0)
 
         async def run() -> None:
-            await server.run_stdio_async()
+            await run_stdio(server)  # our transport: every line answered, answers written without copies
             tg.cancel_scope.cancel()
 
         tg.start_soon(watch_signals)
