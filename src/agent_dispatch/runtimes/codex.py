@@ -35,7 +35,9 @@ MODES: dict[str, list[str]] = {
     "workspace-write": ["-s", "workspace-write"],
     "danger-full-access": ["-s", "danger-full-access"],
 }
-USAGE_KEYS = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_output_tokens")
+USAGE_KEYS = (
+    "input_tokens", "cached_input_tokens", "cache_write_input_tokens", "output_tokens", "reasoning_output_tokens"
+)
 
 
 class CodexReader(LineReader):
