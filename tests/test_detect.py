@@ -14,6 +14,7 @@ from agent_dispatch.detect import (
     detect_project,
     generate_description,
     preview,
+    suggest_runtime,
 )
 from agent_dispatch.models import AgentConfig, Settings
 
@@ -192,7 +193,7 @@ def test_listing_shape_and_tri_state_tools(project, tmp_path):
     inherit = agent_listing("x", AgentConfig(directory=str(path), description="Stored."))
     assert inherit == {
         "name": "x", "directory": str(path), "description": "Stored.", "healthy": True,
-        "has_claude_md": True, "has_mcp_config": True, "mcp_servers": ["a"],
+        "has_claude_md": True, "has_mcp_config": True, "mcp_servers": ["a"], "runtime": "claude",
     }
     explicit = agent_listing("y", AgentConfig(directory=str(path), allowed_tools=[], disallowed_tools=["Write"],
                                               permission_mode="plan"))
@@ -211,7 +212,7 @@ def test_inspection_is_flat_with_effective_timeout(project):
         "name": "i", "directory": str(path), "description": out["description"], "timeout": 77, "model": "sonnet",
         "allowed_tools": ["Read"], "healthy": True, "has_claude_md": True, "has_readme": True,
         "has_mcp_config": False, "mcp_servers": [], "stacks": ["Go"], "dbs": [],
-        "claude_md_preview": "one\ntwo\n", "readme_preview": "r1\nr2\n",
+        "claude_md_preview": "one\ntwo\n", "readme_preview": "r1\nr2\n", "runtime": "claude",
     }
     own = agent_inspection("i", AgentConfig(directory=str(path), timeout=5), settings, 0)
     assert own["timeout"] == 5 and "claude_md_preview" not in own and "readme_preview" not in own
@@ -235,3 +236,30 @@ def test_listing_fifty_agents_costs_only_stats(project):
         timings.append(time.perf_counter() - start)
     assert len(items) == 50 and all(item["healthy"] for item in items)
     assert min(timings) < 0.003, f"best of 30: {min(timings) * 1000:.2f} ms"
+
+
+def test_codex_and_gemini_projects_get_their_own_files_servers_and_descriptions(project):
+    path = project("multi", {
+        "AGENTS.md": "# Agents\n\nBilling service, run by Codex.\n",
+        "GEMINI.md": "Reporting jobs, run by Gemini.\n",
+        ".codex/config.toml": '[mcp_servers.postgres]\ncommand = "pg"\n[mcp_servers."my docs"]\nurl = "x"\n',
+        ".gemini/settings.json": '{"mcpServers": {"grafana": {}}}',
+    })
+    codex = agent_listing("c", AgentConfig(directory=str(path), runtime="codex"))
+    assert codex["runtime"] == "codex" and codex["has_context_file"] is True
+    assert codex["mcp_servers"] == ["postgres", "my docs"] and codex["has_mcp_config"] is True
+    assert codex["description"] == "Billing service, run by Codex. MCP: postgres, my docs."
+    gemini = agent_inspection("g", AgentConfig(directory=str(path), runtime="gemini"), Settings(), 5)
+    assert gemini["context_file"] == "GEMINI.md"
+    assert gemini["context_file_preview"] == "Reporting jobs, run by Gemini.\n"
+    assert gemini["mcp_servers"] == ["grafana"] and gemini["description"].startswith("Reporting jobs")
+    assert generate_description(path, "codex").startswith("Billing service")
+    assert suggest_runtime(path) is None  # set up for two CLIs: nothing to propose
+
+
+def test_a_project_set_up_for_one_other_cli_proposes_it(project):
+    proposed = suggest_runtime(project("cx", {"AGENTS.md": "x\n"}))
+    assert proposed == ("codex", "the project has AGENTS.md and no CLAUDE.md")
+    assert suggest_runtime(project("gm", {".gemini/settings.json": "{}"}))[0] == "gemini"
+    assert suggest_runtime(project("both", {"AGENTS.md": "x\n", "CLAUDE.md": "y\n"})) is None
+    assert suggest_runtime(project("plain", {"README.md": "z\n"})) is None

@@ -33,10 +33,22 @@ DB_MARKERS: dict[str, tuple[str, ...]] = {
     "Migrations": ("migrations",),
 }
 CLAUDE_MD_NAMES = ("CLAUDE.md", ".claude/CLAUDE.md")
+# The other agent CLIs' project files: instructions, MCP config, and what marks a project as set up.
+AGENTS_MD = "AGENTS.md"
+GEMINI_MD = "GEMINI.md"
+CODEX_CONFIG = ".codex/config.toml"
+GEMINI_SETTINGS = ".gemini/settings.json"
+RUNTIME_MARKERS: dict[str, tuple[str, ...]] = {
+    "claude": ("CLAUDE.md", ".claude", ".mcp.json"),
+    "codex": (AGENTS_MD, ".codex"),
+    "gemini": (GEMINI_MD, ".gemini"),
+}
+_CODEX_MCP_RE = re.compile(r'^\s*\[\s*mcp_servers\.(?:"([^"\n]+)"|([A-Za-z0-9_-]+))\s*\]', re.MULTILINE)
 README_NAMES = ("README.md", "README.rst", "README.txt", "README", "readme.md", "Readme.md")
 # Top-level entries whose content (not only presence) feeds a ProjectInfo: their stats key the
 # cache (`.claude` for the CLAUDE.md inside it).
-_CONTENT_NAMES = ("CLAUDE.md", ".claude", *README_NAMES, "pyproject.toml", "package.json", ".mcp.json")
+_CONTENT_NAMES = ("CLAUDE.md", ".claude", *README_NAMES, "pyproject.toml", "package.json", ".mcp.json",
+                  AGENTS_MD, GEMINI_MD, ".codex", ".gemini")
 
 TEXT_READ_LIMIT = 64 * 1024
 PREVIEW_READ_LIMIT = 256 * 1024
@@ -59,6 +71,23 @@ class ProjectInfo(NamedTuple):
     description: str = ""
     claude_md_path: str | None = None
     readme_path: str | None = None
+    # Per runtime (name, value) pairs: its context file's path, its MCP servers, its description.
+    context_paths: tuple[tuple[str, str], ...] = ()
+    runtime_servers: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    runtime_descriptions: tuple[tuple[str, str], ...] = ()
+    set_up_for: tuple[str, ...] = ()  # the runtimes whose project files are present
+
+    def context_path(self, runtime: str) -> str | None:
+        """The runtime's context file (CLAUDE.md, AGENTS.md, GEMINI.md), when the project has one."""
+        return self.claude_md_path if runtime == "claude" else dict(self.context_paths).get(runtime)
+
+    def servers_for(self, runtime: str) -> tuple[str, ...]:
+        return self.mcp_servers if runtime == "claude" else dict(self.runtime_servers).get(runtime, ())
+
+    def description_for(self, runtime: str) -> str:
+        if runtime == "claude":
+            return self.description
+        return dict(self.runtime_descriptions).get(runtime, self.description)
 
 
 _cache: dict[str, tuple[tuple[str, ...], tuple[Any, ...], ProjectInfo]] = {}
@@ -78,9 +107,22 @@ def detect_project(directory: str | os.PathLike[str]) -> ProjectInfo:
     return info
 
 
-def generate_description(directory: str | os.PathLike[str]) -> str:
-    """The contract's generated description for the project in `directory` ("" when unreadable)."""
-    return detect_project(directory).description
+def generate_description(directory: str | os.PathLike[str], runtime: str = "claude") -> str:
+    """The contract's generated description for the project in `directory` ("" when unreadable).
+
+    For a Codex or Gemini agent its own context file (AGENTS.md, GEMINI.md) comes first and its
+    own MCP config names the servers.
+    """
+    return detect_project(directory).description_for(runtime)
+
+
+def suggest_runtime(directory: str | os.PathLike[str]) -> tuple[str, str] | None:
+    """(runtime, why) when the project is set up for exactly one agent CLI other than Claude Code."""
+    found = detect_project(directory).set_up_for
+    if len(found) == 1 and found[0] != "claude":
+        markers = [m for m in RUNTIME_MARKERS[found[0]] if os.path.exists(os.path.join(os.fspath(directory), m))]
+        return found[0], f"the project has {' and '.join(markers)} and no CLAUDE.md"
+    return None
 
 
 def preview(path: str | os.PathLike[str] | None, lines: int) -> str | None:
@@ -116,17 +158,23 @@ def agent_listing(name: str, agent: AgentConfig) -> dict[str, Any]:
     reader can tell "inherits the defaults" (absent) from "explicitly none" (`[]`).
     """
     info = project_of(agent)
+    runtime = agent.runtime or "claude"
     item: dict[str, Any] = {
         "name": name,
         "directory": agent.directory,
-        "description": agent.description or info.description,
+        "description": agent.description or info.description_for(runtime),
         "healthy": info.healthy,
         "has_claude_md": info.has_claude_md,
-        "has_mcp_config": info.has_mcp_config,
+        "has_mcp_config": info.has_mcp_config if runtime == "claude" else bool(info.servers_for(runtime)),
+        "runtime": runtime,
     }
+    if runtime != "claude":
+        item["has_context_file"] = info.context_path(runtime) is not None
     if info.problem:
         item["problem"] = info.problem
-    for key in ("mcp_servers", "stacks", "dbs"):
+    if info.servers_for(runtime):
+        item["mcp_servers"] = list(info.servers_for(runtime))
+    for key in ("stacks", "dbs"):
         if getattr(info, key):
             item[key] = list(getattr(info, key))
     if agent.permission_mode:
@@ -150,11 +198,13 @@ def agent_inspection(name: str, agent: AgentConfig, settings: Settings, preview_
     from agent_dispatch.models import PREVIEW_LINES_MAX, clamp
 
     info = project_of(agent)
+    runtime = agent.runtime or "claude"
     out: dict[str, Any] = {
         "name": name,
         "directory": agent.directory,
-        "description": agent.description or info.description,
+        "description": agent.description or info.description_for(runtime),
         "timeout": agent.timeout or settings.default_timeout,
+        "runtime": runtime,
     }
     for key in ("model", "max_budget_usd", "permission_mode", "allowed_tools", "disallowed_tools",
                 "capabilities", "risky_capabilities", "instructions"):
@@ -170,15 +220,22 @@ def agent_inspection(name: str, agent: AgentConfig, settings: Settings, preview_
         healthy=info.healthy,
         has_claude_md=info.has_claude_md,
         has_readme=info.has_readme,
-        has_mcp_config=info.has_mcp_config,
-        mcp_servers=list(info.mcp_servers),
+        has_mcp_config=info.has_mcp_config if runtime == "claude" else bool(info.servers_for(runtime)),
+        mcp_servers=list(info.servers_for(runtime)),
         stacks=list(info.stacks),
         dbs=list(info.dbs),
     )
     if info.problem:
         out["problem"] = info.problem
     lines = clamp(int(preview_lines), 0, PREVIEW_LINES_MAX)
-    for key, path in (("claude_md_preview", info.claude_md_path), ("readme_preview", info.readme_path)):
+    previews = [("claude_md_preview", info.claude_md_path), ("readme_preview", info.readme_path)]
+    if runtime != "claude":
+        from agent_dispatch.runtimes import get_runtime
+
+        out["context_file"] = get_runtime(runtime).context_file
+        out["has_context_file"] = info.context_path(runtime) is not None
+        previews.insert(0, ("context_file_preview", info.context_path(runtime)))
+    for key, path in previews:
         text = preview(path, lines)
         if text is not None:
             out[key] = text
@@ -235,6 +292,7 @@ def _scan(path: str) -> tuple[ProjectInfo, tuple[str, ...], tuple[Any, ...] | No
     rels = tuple(name for name in _CONTENT_NAMES if name in names)
     if claude_md is not None and claude_md.endswith(CLAUDE_MD_NAMES[1]):
         rels += (CLAUDE_MD_NAMES[1],)
+    rels += tuple(rel for rel in (CODEX_CONFIG, GEMINI_SETTINGS) if rel.split("/", 1)[0] in names)
     # Stats taken before reading: an edit racing this scan leaves a key that no longer matches.
     key = _cache_key(path, rels)
     has_mcp = ".mcp.json" in names
@@ -247,6 +305,7 @@ def _scan(path: str) -> tuple[ProjectInfo, tuple[str, ...], tuple[Any, ...] | No
         or (_pyproject_description(os.path.join(path, "pyproject.toml")) if "pyproject.toml" in names else "")
         or (_package_description(os.path.join(path, "package.json")) if "package.json" in names else "")
     )
+    others = _other_runtimes(path, names, readme, servers, stacks + dbs)
     info = ProjectInfo(
         directory=path,
         healthy=True,
@@ -259,8 +318,48 @@ def _scan(path: str) -> tuple[ProjectInfo, tuple[str, ...], tuple[Any, ...] | No
         description=_compose(text, servers, stacks + dbs, path),
         claude_md_path=claude_md,
         readme_path=readme,
+        **others,
     )
     return info, rels, key
+
+
+def _other_runtimes(
+    path: str, names: set[str], readme: str | None, servers: tuple[str, ...], labels: tuple[str, ...]
+) -> dict[str, Any]:
+    """The Codex and Gemini sides of a project: context files, MCP servers, descriptions."""
+    contexts, runtime_servers, descriptions = [], [], []
+    for runtime, context, config, read in (
+        ("codex", AGENTS_MD, CODEX_CONFIG, _codex_servers),
+        ("gemini", GEMINI_MD, GEMINI_SETTINGS, _mcp_servers),
+    ):
+        context_path = _first_file(path, names, (context,))
+        own = read(os.path.join(path, config)) if config.split("/", 1)[0] in names else ()
+        if context_path:
+            contexts.append((runtime, context_path))
+        if own:
+            runtime_servers.append((runtime, own))
+        text = (_first_paragraph(read_text(context_path) or "") if context_path else "") or (
+            _first_paragraph(read_text(readme) or "") if readme else ""
+        )
+        descriptions.append((runtime, _compose(text, own, labels, path) if text or own else ""))
+    set_up = tuple(runtime for runtime, markers in RUNTIME_MARKERS.items() if names.intersection(markers))
+    return {
+        "context_paths": tuple(contexts),
+        "runtime_servers": tuple(runtime_servers),
+        "runtime_descriptions": tuple((r, d) for r, d in descriptions if d),
+        "set_up_for": set_up,
+    }
+
+
+def _codex_servers(path: str) -> tuple[str, ...]:
+    """The `[mcp_servers.NAME]` tables of a Codex config.toml (read without a TOML parser)."""
+    text = read_text(path, limit=1024 * 1024) or ""
+    names = []
+    for match in _CODEX_MCP_RE.finditer(text):
+        name = _clean(match.group(1) or match.group(2))[:80]
+        if name and name not in names:
+            names.append(name)
+    return tuple(names)
 
 
 def _reason(exc: BaseException) -> str:

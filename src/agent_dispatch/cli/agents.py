@@ -45,6 +45,10 @@ def _agent_options(clearing: bool) -> Callable[[F], F]:
         click.option("--ssh-options", metavar="K=V,...",
                      help=f"ssh settings for --host: port, identity_file, jump_host, connect_timeout, e.g. "
                           f'"port=2222,jump_host=admin@gw".{clear}'),
+        click.option("--runtime", metavar="CLI",
+                     help="Agent CLI that runs it: claude, codex or gemini "
+                     + ("(default: what the project is set up for, else claude)." if not clearing
+                        else f"(see README).{clear}")),
     ]
 
     def decorate(fn: F) -> F:
@@ -72,6 +76,7 @@ def _changes(**values: Any) -> Any:
             risky_capabilities=values["risky_capabilities"],
             host=values.get("host"),
             ssh_options=values.get("ssh_options"),
+            runtime=values["runtime"],
         )
 
 
@@ -137,8 +142,11 @@ def add(name: str, directory: str, **options: Any) -> None:
 
     _check_name(name)
     changes = _changes(**options)
+    proposed = None if options["runtime"] else config.suggest_runtime(directory)
     agent = config.add_agent_with_changes(config.ConfigStore(), name, directory, "", changes)
     click.echo(f"Added agent {name!r}: " + (f"{agent.host}:{agent.directory}" if agent.host else agent.directory))
+    if proposed is not None and agent.runtime == proposed[0]:
+        click.echo(f"Runtime: {agent.runtime} (proposed: {proposed[1]}; choose another with --runtime)")
     if not options["description"]:
         click.echo(f"Description (generated): {agent.description}")
         click.echo(f"Change it with: agent-dispatch update {shlex.quote(name)} -d \"...\"")
@@ -206,7 +214,9 @@ def list_agents(as_json: bool) -> None:
         click.echo(f"{item['name']:<{width}}  {health:<9}  {where}{problem}")
         if item["description"]:
             click.echo(indent + item["description"])
-        extras = [f"permission mode: {item['permission_mode']}"] if item.get("permission_mode") else []
+        extras = [f"runtime: {item['runtime']}"] if item.get("runtime", "claude") != "claude" else []
+        if item.get("permission_mode"):
+            extras.append(f"permission mode: {item['permission_mode']}")
         if "allowed_tools" in item or "disallowed_tools" in item:
             for key, label in (("allowed_tools", "allowed tools"), ("disallowed_tools", "disallowed tools")):
                 extras.append(f"{label}: {_tools(item[key]) if key in item else 'inherited'}")
@@ -253,23 +263,27 @@ def describe(name: str, as_json: bool, preview_lines: int) -> None:
         return f"{value} (settings default)" if value not in (None, "") else unset
 
     servers = info["mcp_servers"]
+    runtime = info.get("runtime", "claude")
+    cli_default = {"claude": "Claude Code's default", "codex": "Codex's default", "gemini": "Gemini CLI's default"}
     rows = [
         ("name", name),
         ("directory", agent.directory),
+        ("runtime", runtime if agent.runtime else f"{runtime} (default)"),
         ("description", agent.description or f"{info['description']} (generated; none stored)"),
         ("timeout", f"{agent.timeout} s" if agent.timeout else f"{settings.default_timeout} s (settings default)"),
-        ("model", agent.model or "Claude Code's default"),
+        ("model", agent.model or cli_default.get(runtime, "the CLI's default")),
         ("max budget", f"${agent.max_budget_usd:g} per dispatch" if agent.max_budget_usd
          else default(settings.default_max_budget_usd and f"${settings.default_max_budget_usd:g}", "no cap")),
         ("permission mode",
-         agent.permission_mode or default(settings.default_permission_mode, "Claude Code's default")),
+         agent.permission_mode or default(settings.default_permission_mode, cli_default.get(runtime, "default"))),
         ("allowed tools", _tool_state(agent.allowed_tools, settings.default_allowed_tools)),
         ("disallowed tools", _tool_state(agent.disallowed_tools, settings.default_disallowed_tools)),
         ("health", "ok" if info["healthy"] else f"UNHEALTHY: {info.get('problem', '')}"),
         ("CLAUDE.md", "yes" if info["has_claude_md"] else "no"),
+        *([(info["context_file"], "yes" if info["has_context_file"] else "no")] if "context_file" in info else []),
         ("README", "yes" if info["has_readme"] else "no"),
-        (".mcp.json", (f"yes: {', '.join(servers)}" if servers else "yes (no servers)") if info["has_mcp_config"]
-         else "no"),
+        ({"codex": ".codex/config.toml", "gemini": ".gemini/settings.json"}.get(runtime, ".mcp.json"),
+         (f"yes: {', '.join(servers)}" if servers else "yes (no servers)") if info["has_mcp_config"] else "no"),
         ("stacks", ", ".join(info["stacks"]) or "none detected"),
         ("databases", ", ".join(info["dbs"]) or "none detected"),
         ("capabilities", ", ".join(agent.capabilities or []) or "none"),
@@ -281,7 +295,9 @@ def describe(name: str, as_json: bool, preview_lines: int) -> None:
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         click.echo(f"{label + ':':<{width + 1}}  {value}")
-    for key, title in (("claude_md_preview", "CLAUDE.md"), ("readme_preview", "README")):
+    titles = [("context_file_preview", info.get("context_file", "")), ("claude_md_preview", "CLAUDE.md"),
+              ("readme_preview", "README")]
+    for key, title in titles:
         if key in info:
             click.echo(f"\n--- {title} (first {preview_lines} lines) ---\n{info[key].rstrip()}")
 

@@ -174,6 +174,9 @@ def doctor() -> None:
     loaded = _check_config(report, store)
     if loaded is not None:
         _check_agents(report, loaded, modes, store)
+        from agent_dispatch.cli.doctor_runtimes import check_runtimes
+
+        check_runtimes(report, loaded)
     if report.failures:
         click.echo(f"\n{report.failures} problem(s) found" + (f", {report.warnings} warning(s)." if report.warnings
                                                               else "."))

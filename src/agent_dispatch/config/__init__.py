@@ -59,6 +59,7 @@ from agent_dispatch.detect import (
     detect_project,
     generate_description,
     preview,
+    suggest_runtime,
 )
 
 __all__ = [
@@ -93,6 +94,7 @@ __all__ = [
     "list_agents",
     "parse_members",
     "preview",
+    "suggest_runtime",
     "remove_agent",
     "remove_group",
     "through_group",

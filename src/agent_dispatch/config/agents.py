@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from agent_dispatch.config.store import ConfigStore, describe_validation
-from agent_dispatch.detect import agent_inspection, agent_listing, generate_description
+from agent_dispatch.detect import agent_inspection, agent_listing, generate_description, suggest_runtime
 from agent_dispatch.errors import AgentExistsError, AgentNotFoundError, BadArgumentError
 
 if TYPE_CHECKING:
@@ -56,6 +56,7 @@ class AgentChanges:
         risky_capabilities: str | list[str] | None = None,
         host: str | None = None,
         ssh_options: str | Mapping[str, Any] | None = None,
+        runtime: str | None = None,
     ) -> AgentChanges:
         """Parse front-door inputs with the contract's update semantics.
 
@@ -76,6 +77,7 @@ class AgentChanges:
             "risky_capabilities": _parse_labels(risky_capabilities, "risky_capabilities"),
             "host": _parse_host(host),
             "ssh_options": _parse_ssh_options(ssh_options),
+            "runtime": _parse_runtime(runtime),
         }
         return cls({key: value for key, value in parsed.items() if value is not _LEAVE})
 
@@ -180,6 +182,29 @@ def _parse_word(raw: object, field: str) -> Any:
     if not isinstance(raw, str):
         raise _bad(field, raw, "text", f'Pass a value, or "none" to clear {field}.')
     return _check_word(raw.strip(), field)
+
+
+def _parse_runtime(raw: object) -> Any:
+    """A runtime name from the table ("none" clears it: back to claude)."""
+    from agent_dispatch.runtimes import RUNTIMES
+
+    value = _parse_word(raw, "runtime")
+    if isinstance(value, str) and value not in RUNTIMES:
+        raise _bad("runtime", value, f"one of {', '.join(RUNTIMES)}", 'Pass e.g. codex, or "none" for claude.')
+    return value
+
+
+def check_runtime_fits(name: str, agent: AgentConfig, settings: Any) -> None:
+    """BadArgumentError when `agent`'s runtime cannot honour one of its effective settings."""
+    from agent_dispatch.errors import InvalidInputFailure
+    from agent_dispatch.models import EffectiveAgent
+    from agent_dispatch.runtimes import get_runtime
+
+    effective = EffectiveAgent.resolve(name, agent, settings)
+    try:
+        get_runtime(effective.runtime).check_agent(effective)
+    except InvalidInputFailure as exc:
+        raise BadArgumentError(exc.message, exc.hint) from None
 
 
 def _check_tool(name: object, field: str) -> str:
@@ -369,6 +394,7 @@ def add_agent(
     instructions: str | None = None,
     capabilities: str | list[str] | None = None,
     risky_capabilities: str | list[str] | None = None,
+    runtime: str | None = None,
 ) -> AgentConfig:
     """Register a new agent and return it. An empty description is generated from the project.
 
@@ -380,6 +406,7 @@ def add_agent(
         timeout=timeout, max_budget_usd=max_budget_usd, model=model, permission_mode=permission_mode,
         allowed_tools=allowed_tools, disallowed_tools=disallowed_tools, instructions=instructions,
         capabilities=capabilities, risky_capabilities=risky_capabilities,
+        runtime=runtime,
     )
     return add_agent_with_changes(store, name, directory, description, changes)
 
@@ -391,7 +418,11 @@ def add_agent_with_changes(
     description: str = "",
     changes: AgentChanges | None = None,
 ) -> AgentConfig:
-    """`add_agent` for a front door that parsed its options into `AgentChanges` already."""
+    """`add_agent` for a front door that parsed its options into `AgentChanges` already.
+
+    Without a runtime the one the project is set up for is proposed (`suggest_runtime`: e.g.
+    codex for a project with AGENTS.md and no CLAUDE.md), else claude.
+    """
     from agent_dispatch.models import check_agent_name
 
     check_agent_name(name)
@@ -402,17 +433,23 @@ def add_agent_with_changes(
         path, generated = remote_directory(directory, fields["host"], fields.get("ssh_options"))
     else:
         path = existing_directory(directory)
+    if "runtime" not in fields and not fields.get("host"):
+        proposed = suggest_runtime(path)
+        if proposed is not None:
+            fields["runtime"] = proposed[0]
     text = _parse_description(description)
     if isinstance(text, str):
         fields["description"] = text
     if not fields.get("description"):
-        fields["description"] = generated if generated is not None else generate_description(path)
+        runtime = fields.get("runtime") or "claude"
+        fields["description"] = generated if generated is not None else generate_description(path, runtime)
     agent = _build_agent({"directory": path, **fields})
 
     def add(config: AppConfig) -> None:
         if name in config.agents:
             taken = config.agents[name].directory
             raise AgentExistsError(f"an agent named {name!r} already exists (directory {taken})")
+        check_runtime_fits(name, agent, config.settings)
         config.agents[name] = agent
 
     store.modify(add)
@@ -431,6 +468,7 @@ def update_agent(store: ConfigStore, name: str, changes: AgentChanges) -> AgentC
 
     def update(config: AppConfig) -> AgentConfig:
         agent = changes.apply(find_agent(config, name))
+        check_runtime_fits(name, agent, config.settings)
         config.agents[name] = agent
         return agent
 

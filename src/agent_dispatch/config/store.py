@@ -49,6 +49,7 @@ AGENT_FIELDS = (
     "directory", "description", "timeout", "model", "max_budget_usd", "permission_mode",
     "allowed_tools", "disallowed_tools", "instructions", "capabilities", "risky_capabilities",
     "host", "ssh_options",
+    "runtime",
 )
 
 

@@ -131,7 +131,8 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
           "empty; `timeout` seconds (0 = default); `max_budget_usd` per dispatch (0 = none); tool lists are "
           "comma-separated names such as 'Read,Grep'. `host` ([user@]name) puts the agent on another machine "
           "reached over ssh (`directory` is then a path there); `ssh_options` is 'port=N,identity_file=PATH,"
-          "jump_host=H,connect_timeout=S'.")
+          "jump_host=H,connect_timeout=S'. `runtime` is the agent CLI: claude, codex or gemini "
+          "(empty = what the project is set up for, else claude).")
     async def add_agent(
         name: str,
         directory: str,
@@ -146,6 +147,7 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
         instructions: str = "",
         host: str = "",
         ssh_options: str = "",
+        runtime: str = "",
     ) -> dict[str, Any]:
         finite(max_budget_usd, "max_budget_usd")
         changes = configmod.AgentChanges.from_inputs(
@@ -159,6 +161,7 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
             instructions=instructions,
             host=host,
             ssh_options=ssh_options,
+            runtime=runtime,
         )
         agent = await anyio.to_thread.run_sync(
             lambda: configmod.add_agent_with_changes(state.dispatcher.store, name, directory, description, changes)
@@ -166,7 +169,7 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
         return {"name": name, **agent.model_dump(exclude_none=True)}
 
     @tool("Change an agent. Empty strings and 0 leave a field as it is; the string 'none' clears it (the agent "
-          "goes back to the default). Tool lists are comma-separated names.")
+          "goes back to the default). Tool lists are comma-separated names; `runtime` claude, codex or gemini.")
     async def update_agent(
         name: str,
         description: str = "",
@@ -181,6 +184,7 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
         instructions: str = "",
         host: str = "",
         ssh_options: str = "",
+        runtime: str = "",
     ) -> dict[str, Any]:
         if not isinstance(max_budget_usd, str):
             finite(max_budget_usd, "max_budget_usd")
@@ -197,6 +201,7 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
             instructions=instructions,
             host=host,
             ssh_options=ssh_options,
+            runtime=runtime,
         )
         agent = await anyio.to_thread.run_sync(
             lambda: configmod.update_agent(state.dispatcher.store, name, changes)
