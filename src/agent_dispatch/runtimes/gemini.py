@@ -21,7 +21,7 @@ from typing import Any
 from agent_dispatch.errors import CliFailure
 from agent_dispatch.models import DispatchResult, EffectiveAgent
 from agent_dispatch.runner.argv import RunSpec, check_value
-from agent_dispatch.runner.events import StreamEvent
+from agent_dispatch.runner.events import TEXT_MAX, StreamEvent
 from agent_dispatch.runner.outcome import RunOutcome, timeout_failure
 from agent_dispatch.runner.prompt import parse_json_answer
 from agent_dispatch.runtimes import common
@@ -52,6 +52,7 @@ class GeminiReader(LineReader):
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self.segment: list[str] = []  # assistant text since the last tool call: the answer so far
+        self._tail = ""  # the end of that text, for progress (kept short: deltas can be many)
         self._tools: dict[str, str] = {}
 
     def _object(self, obj: dict[str, Any]) -> None:
@@ -64,16 +65,18 @@ class GeminiReader(LineReader):
         elif kind == "message" and obj.get("role") == "assistant":
             text = text_of(obj.get("content"))
             if obj.get("delta") is not True:
-                self.segment = []
+                self.segment, self._tail = [], ""
             if text:
                 self.segment.append(text)
-                self._last_text = short("".join(self.segment)[-4 * 1000 :])
-                self._emit(StreamEvent("text", self._last_text))
+                self._tail = (self._tail + text)[-TEXT_MAX:]
+                self._last_text = self._tail
+                if self._on_event is not None:
+                    self._emit(StreamEvent("text", short(self._tail)))
         elif kind == "tool_use":
             tool = short(text_of(obj.get("tool_name")) or "?", 200)
             if isinstance(obj.get("tool_id"), str):
                 self._tools[obj["tool_id"]] = tool
-            self.segment = []
+            self.segment, self._tail = [], ""
             self._emit(StreamEvent("tool_use", tool_input(obj.get("parameters")), tool))
         elif kind == "result":
             record = dict(obj)
