@@ -265,6 +265,7 @@ def describe(name: str, as_json: bool, preview_lines: int) -> None:
     servers = info["mcp_servers"]
     runtime = info.get("runtime", "claude")
     cli_default = {"claude": "Claude Code's default", "codex": "Codex's default", "gemini": "Gemini CLI's default"}
+    mode_default = {"codex": "read-only sandbox (Codex's default)"}.get(runtime, cli_default.get(runtime, "default"))
     rows = [
         ("name", name),
         ("directory", agent.directory),
@@ -275,7 +276,7 @@ def describe(name: str, as_json: bool, preview_lines: int) -> None:
         ("max budget", f"${agent.max_budget_usd:g} per dispatch" if agent.max_budget_usd
          else default(settings.default_max_budget_usd and f"${settings.default_max_budget_usd:g}", "no cap")),
         ("permission mode",
-         agent.permission_mode or default(settings.default_permission_mode, cli_default.get(runtime, "default"))),
+         agent.permission_mode or default(settings.default_permission_mode, mode_default)),
         ("allowed tools", _tool_state(agent.allowed_tools, settings.default_allowed_tools)),
         ("disallowed tools", _tool_state(agent.disallowed_tools, settings.default_disallowed_tools)),
         ("health", "ok" if info["healthy"] else f"UNHEALTHY: {info.get('problem', '')}"),

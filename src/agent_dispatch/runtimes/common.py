@@ -51,9 +51,9 @@ def refuse_unsupported(agent: EffectiveAgent, label: str, modes: dict[str, Any],
     if refused:
         raise InvalidInputFailure(
             f"agent {agent.name} runs on {label}, which cannot honour: {', '.join(refused)}",
-            f"{label} supports {supports}; permission_mode one of {', '.join(modes)}. Clear the others "
-            f"(`agent-dispatch update {agent.name} --max-budget none --allowed-tools none --disallowed-tools none`, "
-            "or the settings.default_* they come from).",
+            f"{label} supports {supports}; permission_mode one of {', '.join(modes)}. Leave the others out "
+            f"(on an existing agent: `agent-dispatch update {agent.name} --max-budget none --allowed-tools none "
+            "--disallowed-tools none`), unset the settings.default_* they come from, or use --runtime claude.",
         )
 
 
