@@ -310,6 +310,7 @@ def test_describe_shows_every_field(runner, project, write_config):
         "permission mode:   plan (settings default)",
         "allowed tools:     Read",
         "disallowed tools:  inherited from settings (Write)",
+        "runtime:           claude (default)",
         "health:            ok",
         "CLAUDE.md:         yes",
         "README:            yes",

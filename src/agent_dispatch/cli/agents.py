@@ -269,7 +269,6 @@ def describe(name: str, as_json: bool, preview_lines: int) -> None:
     rows = [
         ("name", name),
         ("directory", agent.directory),
-        ("runtime", runtime if agent.runtime else f"{runtime} (default)"),
         ("description", agent.description or f"{info['description']} (generated; none stored)"),
         ("timeout", f"{agent.timeout} s" if agent.timeout else f"{settings.default_timeout} s (settings default)"),
         ("model", agent.model or cli_default.get(runtime, "the CLI's default")),
@@ -279,6 +278,7 @@ def describe(name: str, as_json: bool, preview_lines: int) -> None:
          agent.permission_mode or default(settings.default_permission_mode, mode_default)),
         ("allowed tools", _tool_state(agent.allowed_tools, settings.default_allowed_tools)),
         ("disallowed tools", _tool_state(agent.disallowed_tools, settings.default_disallowed_tools)),
+        ("runtime", runtime if agent.runtime else f"{runtime} (default)"),
         ("health", "ok" if info["healthy"] else f"UNHEALTHY: {info.get('problem', '')}"),
         ("CLAUDE.md", "yes" if info["has_claude_md"] else "no"),
         *([(info["context_file"], "yes" if info["has_context_file"] else "no")] if "context_file" in info else []),
