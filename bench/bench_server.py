@@ -39,6 +39,7 @@ PARALLEL_ITEMS = 40
 PARALLEL_CONCURRENCY = 5
 STREAM_BYTES = 50 * 1024 * 1024
 ASYNC_JOBS = 100
+BIG_ANSWER = 30 * 2**20  # characters of the answer in figure 8
 
 RESULT_LINE = json.dumps({
     "type": "result", "subtype": "success", "is_error": False, "result": "ok",
@@ -50,6 +51,8 @@ FAKE = """#!/bin/sh
 case "${{PWD##*/}}" in
   sleepy) sleep {sleep} ;;
   streamer) cat '{events}' ;;
+  big) exec cat '{big}' ;;
+  bigstream) exec cat '{bigstream}' ;;
 esac
 printf '%s\\n' '{result}'
 """
@@ -91,12 +94,16 @@ class World:
         self.jobs_full = root / "jobs-full"
         self.jobs_async = root / "jobs-async"
         self.records = records
-        self.names = [f"agent{n:02d}" for n in range(AGENTS - 2)] + ["sleepy", "streamer"]
+        self.big = root / "big.json"  # a `--output-format json` answer of BIG_ANSWER characters
+        self.bigstream = root / "bigstream.jsonl"  # the same answer as stream-json: assistant + result
+        self.names = [f"agent{n:02d}" for n in range(AGENTS - 4)] + ["sleepy", "streamer", "big", "bigstream"]
 
     def build(self) -> None:
         began = time.perf_counter()
         self._write_events()
-        self.fake.write_text(FAKE.format(sleep=SLEEP_SECONDS, events=self.events, result=RESULT_LINE))
+        self._write_big()
+        self.fake.write_text(FAKE.format(sleep=SLEEP_SECONDS, events=self.events, result=RESULT_LINE,
+                                         big=self.big, bigstream=self.bigstream))
         self.fake.chmod(0o700)
         projects = self.root / "projects"
         for name in self.names:
@@ -154,6 +161,26 @@ class World:
             while written < STREAM_BYTES:
                 fh.write(block)
                 written += len(block)
+
+    def _write_big(self) -> None:
+        """Prose lines with quotes (escaped in JSON), as a long report would read."""
+        line = 'Finding {n}: the "cache" layer re-reads agents.yaml on each call; see notes.\n'
+        parts, size, n = [], 0, 0
+        while size < BIG_ANSWER:
+            parts.append(line.format(n=n))
+            size += len(parts[-1])
+            n += 1
+        text = "".join(parts)[:BIG_ANSWER]
+        session = "00000000-0000-4000-8000-000000000000"
+        result = {"type": "result", "subtype": "success", "is_error": False, "result": text, "session_id": session,
+                  "total_cost_usd": 0.5, "duration_ms": 1, "num_turns": 1, "permission_denials": []}
+        self.big.write_text(json.dumps(result) + "\n")
+        init = {"type": "system", "subtype": "init", "session_id": session, "tools": [], "cwd": "/"}
+        assistant = {"type": "assistant", "session_id": session,
+                     "message": {"role": "assistant", "content": [{"type": "text", "text": text}]}}
+        with open(self.bigstream, "w") as fh:
+            for obj in (init, assistant, result):
+                fh.write(json.dumps(obj) + "\n")
 
     def _build_jobs(self) -> None:
         sys.path.insert(0, str(BENCH))
@@ -317,7 +344,7 @@ def reset_peak(pid: int) -> bool:
 
 
 def fig_start(world: World, runs: int) -> None:
-    print("\n1 / 7. server start to the first tools/list answer", flush=True)
+    print("\n1 / 8. server start to the first tools/list answer", flush=True)
     empty = world.server_env(jobs=world.jobs_empty)
     full = world.server_env(jobs=world.jobs_full)
     probes = {
@@ -365,7 +392,7 @@ async def fig_dispatch(world: World, runs: int) -> None:
     from agent_dispatch.runner import build_argv, child_env
     from agent_dispatch.runner.tree import new_token
 
-    print("\n2 / 7. dispatch overhead over the child's own run time (cache off)", flush=True)
+    print("\n2 / 8. dispatch overhead over the child's own run time (cache off)", flush=True)
     d = Dispatcher(ConfigStore(world.cfg_off), claude=str(world.fake))
     cfg = d.config()
     agent = d.agent("agent00", cfg)
@@ -423,7 +450,7 @@ async def fig_cache(world: World, runs: int) -> None:
     from agent_dispatch.config import ConfigStore
     from agent_dispatch.dispatcher import Dispatcher, make_request
 
-    print("\n3 / 7. cache-hit latency", flush=True)
+    print("\n3 / 8. cache-hit latency", flush=True)
     d = Dispatcher(ConfigStore(world.cfg_on), claude=str(world.fake))
     req = make_request(agent="agent00", task="cached task", context="some context " * 50)
     first = await d.dispatch(req)
@@ -454,7 +481,7 @@ async def fig_list_agents(world: World, runs: int) -> None:
     from agent_dispatch.dispatcher import Dispatcher
     from agent_dispatch.server import build_server
 
-    print(f"\n4 / 7. list_agents with {AGENTS} agents", flush=True)
+    print(f"\n4 / 8. list_agents with {AGENTS} agents", flush=True)
     d = Dispatcher(ConfigStore(world.cfg_off), claude=str(world.fake))
     server = build_server(d)
     server.agent_dispatch_state.dispatcher = d  # type: ignore[attr-defined]  # what the lifespan does
@@ -488,7 +515,7 @@ async def fig_parallel(world: World, runs: int) -> None:
     from agent_dispatch.dispatcher import Dispatcher
 
     ideal = PARALLEL_ITEMS / PARALLEL_CONCURRENCY * SLEEP_SECONDS
-    print(f"\n5 / 7. dispatch_parallel: {PARALLEL_ITEMS} items of {SLEEP_SECONDS * 1000:.0f} ms, "
+    print(f"\n5 / 8. dispatch_parallel: {PARALLEL_ITEMS} items of {SLEEP_SECONDS * 1000:.0f} ms, "
           f"max_concurrency {PARALLEL_CONCURRENCY}, ideal {ideal:.1f} s", flush=True)
     d = Dispatcher(ConfigStore(world.cfg_off), claude=str(world.fake))
 
@@ -526,7 +553,7 @@ async def fig_parallel(world: World, runs: int) -> None:
 
 async def fig_stream(world: World, runs: int) -> None:
     size = world.events.stat().st_size
-    print(f"\n6 / 7. dispatch_stream of {size / 2**20:.0f} MB of stream-json events (stdio server)", flush=True)
+    print(f"\n6 / 8. dispatch_stream of {size / 2**20:.0f} MB of stream-json events (stdio server)", flush=True)
     async with connect(world.server_env(config=world.cfg_off)) as client:
         pid = server_pid()
         notes: list[str] = []
@@ -568,7 +595,7 @@ async def fig_jobs(world: World, runs: int) -> None:
     from agent_dispatch.jobs import JobStore
     from agent_dispatch.server import build_server
 
-    print(f"\n7 / 7. issue 4 scale: {world.records} job records, {ASYNC_JOBS} async jobs", flush=True)
+    print(f"\n7 / 8. issue 4 scale: {world.records} job records, {ASYNC_JOBS} async jobs", flush=True)
     d = Dispatcher(ConfigStore(world.cfg_off), claude=str(world.fake))
     server = build_server(d)
     state = server.agent_dispatch_state  # type: ignore[attr-defined]
@@ -618,6 +645,81 @@ async def fig_jobs(world: World, runs: int) -> None:
     report(f"{ASYNC_JOBS} dispatch_async over stdio: first call -> last done", ms(value), "< 1 s", value < 1.0)
 
 
+class RawServer:
+    """`agent-dispatch serve` driven with raw JSON-RPC lines (the SDK's client takes minutes to read
+    a 60 MB message, and its memory is not what is measured)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen([str(SERVER), "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, env=env, cwd=env["HOME"])
+        self.calls = 0
+        self.request("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
+                                    "clientInfo": {"name": "bench", "version": "1"}})
+        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.proc.stdin.write((json.dumps(message) + "\n").encode())  # type: ignore[union-attr]
+        self.proc.stdin.flush()  # type: ignore[union-attr]
+
+    def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        self.calls += 1
+        self.send({"jsonrpc": "2.0", "id": self.calls, "method": method, "params": params})
+        answer = json.loads(self.proc.stdout.readline())  # type: ignore[union-attr]
+        assert answer.get("id") == self.calls, answer
+        return answer["result"]
+
+    def tool(self, name: str, **args: Any) -> dict[str, Any]:
+        return self.request("tools/call", {"name": name, "arguments": args})["structuredContent"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()  # type: ignore[union-attr]
+        self.proc.wait(30)
+
+
+def fig_big_answer(world: World, runs: int) -> None:
+    mb = BIG_ANSWER / 2**20
+    print(f"\n8 / 8. a {mb:.0f} MB answer: the server's peak memory growth (a fresh stdio server per call)",
+          flush=True)
+    env = world.server_env(config=world.cfg_off, jobs=world.jobs_async)
+    target = 4 * mb
+    refs: list[str] = []
+    cases = [
+        ("dispatch", lambda s: s.tool("dispatch", agent="big", task="the long report")),
+        ("dispatch_stream", lambda s: s.tool("dispatch_stream", agent="bigstream", task="the long report")),
+        ("dispatch return_ref (the record written)",
+         lambda s: s.tool("dispatch", agent="big", task="the long report", return_ref=True)),
+        ("fetch_result of that ref", lambda s: s.tool("fetch_result", ref=refs[-1])),
+    ]
+    for label, probe in cases:
+        growth, peaks, walls = [], [], []
+        for _ in range(runs):
+            server = RawServer(env)
+            try:
+                server.request("tools/call", {"name": "list_agents", "arguments": {}})
+                pid = server.proc.pid
+                can_reset = reset_peak(pid)
+                before = memory_kb(pid)
+                began = time.perf_counter()
+                answer = probe(server)
+                walls.append(time.perf_counter() - began)
+                after = memory_kb(pid)
+            finally:
+                server.close()
+            if "ref" in answer and "summary" in answer:
+                refs.append(answer["ref"])
+                assert answer["size"] == BIG_ANSWER, answer
+            else:
+                assert answer["success"] and len(answer["result"]) == BIG_ANSWER, (label, answer.get("error"))
+            del answer
+            growth.append((after["VmHWM"] - before["VmRSS"]) / 1024)
+            peaks.append(after["VmHWM"] / 1024)
+        grow = median(growth)
+        note = "" if can_reset else " (VmHWM not resettable)"
+        report(f"{label}: peak growth{note}", f"{grow:.0f} MB = {grow / mb:.1f}x", f"< {target:.0f} MB (4x)",
+               grow < target)
+        report("  server peak RSS, call time (info)", f"{median(peaks):.0f} MB, {median(walls):.2f} s")
+
+
 def _table() -> None:
     print("\nsummary")
     print(f"  {'figure':<58} {'median':>22}  {'target':<18} verdict")
@@ -634,7 +736,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated figure numbers to run, e.g. 5,6")
     args = parser.parse_args()
     runs = args.runs or (3 if args.quick else 9)
-    chosen = {int(n) for n in args.only.split(",") if n.strip()} or set(range(1, 8))
+    chosen = {int(n) for n in args.only.split(",") if n.strip()} or set(range(1, 9))
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
         world = World(Path(tmp), args.records)
         world.build()
@@ -650,6 +752,8 @@ def main() -> None:
                     await step(world, runs if step is not fig_parallel else max(1, runs // 3))
 
         anyio.run(run_all)
+        if 8 in chosen:
+            fig_big_answer(world, runs)
     _table()
 
 

@@ -96,3 +96,45 @@ def test_a_burst_of_assistant_lines_yields_its_newest_events_and_the_result():
     texts = [e.text for e in seen if e.kind == "text"]
     assert texts == [f"step {n}" for n in range(500 - EVENT_LINES_MAX, 500)]
     assert reader.session_id == "s-1" and reader.result["result"] == "fin" and reader.last_text == "step 499"
+
+
+# -- long lines (issue 8, point 16): parsed from their bytes, never decoded or kept twice ------------
+
+LONG = "line of a long report, with \"quotes\" and é\n" * 80_000  # ~3.5 MB, over BIG_LINE
+
+
+def test_a_long_result_line_is_found_whatever_the_mode_and_chunking():
+    long_result = {**RESULT, "result": LONG}
+    data = lines(INIT, {"type": "assistant", "message": {"content": [{"type": "text", "text": LONG}]}}, USER,
+                 long_result)
+    for keep_raw in (False, True):
+        for events in (False, True):
+            for sizes in (64 * 1024, (1, 1 << 20), len(data)):
+                reader, got = read(data, sizes, events=events, keep_raw=keep_raw)
+                assert reader.result is not None and reader.result["result"] == LONG, (keep_raw, events, sizes)
+                assert reader.session_id == "s-1"
+                if events:
+                    assert [e.kind for e in got] == ["init", "text", "result"]
+                    assert got[1].text.startswith("line of a long report") and len(got[1].text) <= 4000
+
+
+def test_a_long_tool_result_line_is_skipped_and_a_long_assistant_text_is_the_last_text():
+    huge_user = {"type": "user", "message": {"content": [{"type": "tool_result", "content": LONG}]}}
+    text = {"type": "assistant", "message": {"content": [{"type": "text", "text": "before " + LONG}]}}
+    reader, _ = read(lines(INIT, text, huge_user), 1 << 16, events=False)
+    assert reader.result is None and reader.last_text.startswith("before line of a long report")
+
+
+def test_a_long_line_with_a_lone_surrogate_or_bad_utf8_still_parses():
+    line = json.dumps({**RESULT, "result": LONG + "\ud800"}).encode() + b"\n"
+    reader, _ = read(line, 1 << 16, events=False, keep_raw=True)
+    assert reader.result["result"].endswith("\ud800")
+    raw = lines({**RESULT, "result": LONG}).replace(b"report", b"rep\xffrt", 1)
+    reader, _ = read(raw, 1 << 16, events=False)
+    assert reader.result["result"].startswith("line of a long rep\ufffdrt")
+
+
+def test_json_mode_still_reads_a_pretty_printed_long_result():
+    pretty = json.dumps({**RESULT, "result": LONG}, indent=2).encode()
+    reader, _ = read(pretty, 1 << 16, events=False, keep_raw=True)
+    assert reader.result is not None and reader.result["result"] == LONG

@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from agent_dispatch.errors import BadArgumentError, JobNotFoundError, JobRecordError
 from agent_dispatch.files import tighten_dir
@@ -193,9 +193,12 @@ def _check_fields(fields: dict[str, Any]) -> None:
         raise TypeError(f"unknown job fields {sorted(unknown)}")
 
 
+_JOB_JSON = TypeAdapter(Job)
+
+
 def _serialize(job: Job) -> bytes:
     try:
-        return job.model_dump_json().encode("utf-8")
+        return _JOB_JSON.dump_json(job)  # bytes at once: a str first would be one more copy of a long result
     except (ValueError, UnicodeError):
         # Lone surrogates cannot be encoded as UTF-8: they are stored as '?' rather than failing the write.
         text = json.dumps(job.model_dump(mode="json"), ensure_ascii=False)
@@ -408,17 +411,16 @@ class JobStore:
                 raise JobRecordError(f"job record {path} is a symbolic link; it is not read") from None
             raise JobRecordError(f"job record {path} cannot be opened: {exc.strerror}") from None
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
                 raise JobRecordError(f"job record {path} is not a regular file; it is not read")
-            chunks = []
-            while chunk := os.read(fd, 1 << 20):
-                chunks.append(chunk)
+            data = _read_all(fd, info.st_size)
         except OSError as exc:
             raise JobRecordError(f"job record {path} cannot be read: {exc.strerror}") from None
         finally:
             os.close(fd)
         try:
-            job = Job.model_validate_json(b"".join(chunks))
+            job = Job.model_validate_json(data)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first.get("loc", ())) or "record"
@@ -657,6 +659,16 @@ class JobStore:
             yield
         finally:
             os.close(fd)
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    """The whole file as bytes, read at once (joined chunks would be two copies, and the JSON parser
+    copies a bytearray before it starts)."""
+    data = os.read(fd, size + 1)
+    rest = []
+    while chunk := os.read(fd, 1 << 20):  # a short read, or it grew meanwhile
+        rest.append(chunk)
+    return data + b"".join(rest) if rest else data
 
 
 def _revise(current: Job, changes: dict[str, Any]) -> Job:

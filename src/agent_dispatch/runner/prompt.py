@@ -14,6 +14,7 @@ JSON_INSTRUCTION = (
 
 _FENCE_RE = re.compile(r"```[ \t]*(?:json|JSON|json5)?[ \t]*\r?\n(.*?)\r?\n?[ \t]*```", re.DOTALL)
 _SURROGATE_ESCAPE_RE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 def build_prompt(task: str, context: str = "", caller: str = "", goal: str = "", response_format: str = "") -> str:
@@ -49,11 +50,9 @@ def _loads(text: str) -> tuple[bool, Any]:
 
 def clean_text(text: str) -> str:
     """`text` with lone surrogates replaced, so that it always encodes as UTF-8."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", errors="replace").decode("utf-8")
-    return text
+    if text.isascii() or _SURROGATE_RE.search(text) is None:  # no copy of a long answer to check it
+        return text
+    return text.encode("utf-8", errors="replace").decode("utf-8")
 
 
 def clean_value(value: Any) -> Any:

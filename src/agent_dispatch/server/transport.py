@@ -6,9 +6,10 @@
    refuses, was enough. Here such a line is answered with a JSON-RPC error that carries the
    request's id whenever one can be read (Python's json module reads lone surrogates), else
    `id: null`, as JSON-RPC 2.0 asks; an invalid notification (no id) is only logged.
-2. Answers are written as UTF-8 bytes from one serialization. The SDK dumps each message to a
-   str, appends "\\n" (a copy) and encodes it (another), so a 30 MB answer, which the message
-   holds twice (text and structured content), cost three more copies of 60 MB at once.
+2. A long answer is written in pieces. The SDK dumps each message to a str, appends "\\n" (a
+   copy) and encodes it (another), so a 30 MB answer, which the message holds twice (text and
+   structured content), cost three more copies of 60 MB at once. Here a message with a long
+   string is encoded slice by slice straight to the descriptor; others are dumped to bytes once.
 
 Like the SDK's, it serves the wire from private duplicates of fd 0 and fd 1 and points those at
 /dev/null and stderr meanwhile, so a handler or a child reading stdin gets EOF and stray output
@@ -22,7 +23,8 @@ import fcntl
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from json.encoder import encode_basestring as _encode_str  # type: ignore[attr-defined]
 from typing import Any
 
 import anyio
@@ -34,6 +36,8 @@ from mcp.shared.message import SessionMessage
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 1 << 16
+LONG_STRING = 1 << 16  # a message holding a longer string is written in pieces
+WRITE_SIZE = 1 << 20  # bytes gathered per write(2) when writing in pieces
 
 
 async def run_stdio(server: MCPServer) -> None:
@@ -217,16 +221,25 @@ async def _write(fd: int, messages: MemoryObjectReceiveStream[SessionMessage]) -
     async with messages:
         while True:
             try:
-                data = _dump((await messages.receive()).message)  # the message itself is not kept
+                message = (await messages.receive()).message
             except anyio.EndOfStream:
                 return
-            if data is None:
-                continue
             try:
-                await anyio.to_thread.run_sync(_write_line, fd, data)
+                await anyio.to_thread.run_sync(_send, fd, message)
             except OSError:
                 return  # the client closed its end: nobody is left to answer
-            del data
+            del message  # not kept until the next message arrives
+
+
+def _send(fd: int, message: Any) -> None:
+    """Write one message and its newline (in a worker thread: a slow reader must not block the loop)."""
+    if isinstance(message, types.JSONRPCResponse) and _has_long_string(message.result):
+        _write_pieces(fd, {"jsonrpc": "2.0", "id": message.id, "result": message.result})
+        return
+    data = _dump(message)
+    if data is not None:
+        _write_all(fd, data)
+        _write_all(fd, b"\n")
 
 
 def _dump(message: Any) -> bytes | None:
@@ -241,8 +254,59 @@ def _dump(message: Any) -> bytes | None:
         return types.jsonrpc_message_adapter.dump_json(error, by_alias=True, exclude_unset=True)
 
 
-def _write_line(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-    os.write(fd, b"\n")
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    with memoryview(data) as view:
+        while view:
+            view = view[os.write(fd, view):]
+
+
+def _has_long_string(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, str):
+        return len(value) > LONG_STRING
+    if depth > 50:
+        return False
+    if isinstance(value, dict):
+        return any(_has_long_string(item, depth + 1) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_long_string(item, depth + 1) for item in value)
+    return False
+
+
+def _write_pieces(fd: int, value: Any) -> None:
+    """`value` as compact JSON and a newline, gathered into writes of about WRITE_SIZE bytes."""
+    buffer = bytearray()
+    for piece in _pieces(value):
+        buffer += piece.encode("utf-8", "replace")
+        if len(buffer) >= WRITE_SIZE:
+            _write_all(fd, buffer)
+            buffer.clear()
+    buffer += b"\n"
+    _write_all(fd, buffer)
+
+
+def _pieces(value: Any) -> Iterator[str]:
+    """JSON text of a message (already plain JSON data) in pieces; a long string is escaped a slice
+    at a time, so no copy of it is ever made whole."""
+    if isinstance(value, str):
+        if len(value) <= LONG_STRING:
+            yield _encode_str(value)
+            return
+        yield '"'
+        for at in range(0, len(value), LONG_STRING):
+            yield _encode_str(value[at : at + LONG_STRING])[1:-1]
+        yield '"'
+    elif isinstance(value, dict):
+        yield "{"
+        for index, (key, item) in enumerate(value.items()):
+            yield ("," if index else "") + _encode_str(str(key)) + ":"
+            yield from _pieces(item)
+        yield "}"
+    elif isinstance(value, (list, tuple)):
+        yield "["
+        for index, item in enumerate(value):
+            if index:
+                yield ","
+            yield from _pieces(item)
+        yield "]"
+    else:
+        yield json.dumps(value, default=str)

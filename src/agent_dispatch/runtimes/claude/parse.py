@@ -3,7 +3,8 @@
 Output is decoded with replacement (invalid UTF-8 never fails a run) and read line by line;
 malformed lines are skipped. A result counts only when its own line parses as a JSON object
 with `"type": "result"`. A busy stream (tens of MB/s of events) is read in batches: lines the
-runner never needs (tool results) are not parsed at all.
+runner never needs (tool results) are not parsed at all. A long line (a 30 MB answer) is parsed
+straight from the bytes it arrived in: never decoded to a str first, never joined with others.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import pydantic_core
+
 from agent_dispatch.runner.events import TEXT_MAX, TOOL_INPUT_MAX, StreamEvent
 from agent_dispatch.runner.prompt import clean_text
 
 log = logging.getLogger(__name__)
 
 RAW_MAX = 256 * 1024 * 1024  # json mode keeps at most this much output for a whole-output parse
+BIG_LINE = 2 * 1024 * 1024  # longer lines are parsed from their bytes (more than one read's worth)
 _HEAD = 40  # the start of a stream-json line, where the CLI puts its "type"
 _INPUT_KEYS = ("command", "file_path", "path", "pattern", "url", "query", "description", "prompt")
 
@@ -94,6 +98,18 @@ def load_object(line: bytes | bytearray | str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def load_bytes(data: bytes) -> dict[str, Any] | None:
+    """One long line as a JSON object, parsed from its bytes (no decoded copy); None when it is not one.
+
+    Bytes, not a bytearray: the parser would copy a mutable buffer first.
+    """
+    try:
+        value = pydantic_core.from_json(data)
+    except ValueError:  # lone surrogates, bytes that are not UTF-8: the lenient (copying) parse
+        value = load_object(bytes(data))
+    return value if isinstance(value, dict) else None
+
+
 def is_result(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("type") == "result"
 
@@ -146,8 +162,10 @@ class OutputReader:
         on_event: Callable[[StreamEvent], None] | None = None,
         on_change: Callable[[], None] | None = None,
     ) -> None:
-        self._pending = bytearray()
-        self._raw: bytearray | None = bytearray() if keep_raw else None
+        self._pending = bytearray()  # the start of a line not complete yet
+        # json mode: the complete lines read so far, up to RAW_MAX, until a result line is found
+        self._seen: list[bytes] | None = [] if keep_raw else None
+        self._seen_size = 0
         self._on_event = on_event
         self._on_change = on_change
         self._event_failed = False
@@ -170,33 +188,78 @@ class OutputReader:
 
     def feed(self, chunk: bytes) -> None:
         self.size += len(chunk)
-        if self._raw is not None and len(self._raw) + len(chunk) <= RAW_MAX:
-            self._raw += chunk
         end = chunk.rfind(b"\n")
         if end < 0:
             self._pending += chunk
             return
         if self._pending:
             self._pending += chunk[:end]
-            data = bytes(self._pending)
+            complete: Any = self._pending
+            self._pending = bytearray(chunk[end + 1 :])
+            if len(complete) >= BIG_LINE:
+                complete = bytes(complete)  # the bytearray goes: a long line is held once, as bytes
         else:
-            data = chunk[:end]
-        self._pending = bytearray(chunk[end + 1 :])
-        self._block(data.decode("utf-8", errors="replace"))
+            complete = memoryview(chunk)[:end]  # decoded straight from the chunk
+            self._pending += chunk[end + 1 :]
+        self._complete(complete)
 
     def finish(self) -> None:
         """End of output: parse the last unterminated line, then (json mode) the whole output."""
         if self._pending:
-            self._block(self._pending.decode("utf-8", errors="replace"))
-            self._pending = bytearray()
-        if self.result is None and self._raw:
-            result, session = find_result(bytes(self._raw))
+            rest, self._pending = bytes(self._pending), bytearray()
+            self._complete(rest)
+        if self.result is None and self._seen:
+            result, session = find_result(b"\n".join(self._seen))
             self.session_id = self.session_id or session
             if result is not None:
                 self._found(result)
-        self._raw = None
+        self._seen = None
         self.eof = True
         self._changed()
+
+    def _complete(self, data: Any) -> None:
+        """Complete lines of output (bytes, bytearray or memoryview, without the final newline)."""
+        if not isinstance(data, bytes) and (len(data) >= BIG_LINE or self._seen is not None):
+            data = bytes(data)
+        if self._seen is not None:
+            self._seen_size += len(data)
+            self._seen.append(data)
+            if self._seen_size > RAW_MAX:
+                self._seen = None
+        if len(data) < BIG_LINE:
+            self._block(str(data, "utf-8", "replace"))
+        else:
+            self._long_lines(data)
+        if self.result is not None:
+            self._seen = None  # a result line was read: the whole output is not needed
+
+    def _long_lines(self, data: bytes) -> None:
+        """Lines of a long block: short ones as usual, long ones parsed from their bytes (no decoding)."""
+        pos, stop = 0, len(data)
+        while pos < stop:
+            cut = data.find(b"\n", pos)
+            cut = stop if cut < 0 else cut
+            if cut - pos < BIG_LINE:
+                with memoryview(data) as view:
+                    self._block(str(view[pos:cut], "utf-8", "replace"))
+            elif pos == 0 and cut == stop:
+                self._long_line(data)  # the whole block is one line: parsed where it is
+            else:
+                with memoryview(data) as view:
+                    self._long_line(bytes(view[pos:cut]))
+            pos = cut + 1
+
+    def _long_line(self, line: bytes) -> None:
+        head = line[: 4 * _HEAD].lstrip()[:_HEAD].decode("utf-8", "replace")
+        wanted = (
+            '"type"' not in head or '"result"' in head or self._on_event is not None or '"assistant"' in head
+            or (self.session_id is None and '"system"' in head)
+        )
+        if _is_user(head) or not wanted:
+            return  # tool results, which can be huge, are never parsed
+        obj = load_bytes(line)
+        if obj is not None:
+            self._object(obj)
 
     # ---- lines -----------------------------------------------------------------------------
 
