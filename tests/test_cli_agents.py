@@ -175,7 +175,7 @@ def test_init_warns_about_a_broken_existing_config(runner, mcp_claude, write_con
 # --- add / update / remove ----------------------------------------------------------------
 
 
-def test_add_prints_the_generated_description(runner, project, config_path):
+def test_add_prints_the_generated_description(runner, project, config_path, mcp_claude):
     path = project("infra", {"CLAUDE.md": "Infrastructure agent for the homelab.\n", "go.mod": ""})
     result = run(runner, "add", "infra", str(path), "--timeout", "600", "--allowed-tools", "Read,Grep",
                  "--model", "sonnet", "--max-budget", "1.5", "--permission-mode", "plan")
@@ -196,7 +196,7 @@ def test_add_prints_the_generated_description(runner, project, config_path):
     [
         (["add", "bad name", "{dir}"], 2, "invalid agent name 'bad name'"),
         (["add", "ok", "{dir}", "--timeout", "-5"], 2, "timeout must be a whole number"),
-        (["add", "ok", "{dir}", "--max-budget", "nan"], 2, "max_budget_usd must be a finite amount"),
+        (["add", "ok", "{dir}", "--max-budget", "nan"], 2, "max_budget_usd must be an amount"),
         (["add", "ok", "{dir}", "--model", "--evil"], 2, "model must be a single word"),
         (["add", "ok", "/no/such/dir"], 1, "directory /no/such/dir does not exist"),
         (["add", "taken", "{dir}"], 1, "an agent named 'taken' already exists"),
@@ -255,7 +255,7 @@ def test_remove(runner, project, config_path):
 # --- list / describe ----------------------------------------------------------------------
 
 
-def test_list_shows_full_paths_health_and_tool_states(runner, project, tmp_path):
+def test_list_shows_full_paths_health_and_tool_states(runner, project, tmp_path, mcp_claude):
     deep = project("a" * 120, {"CLAUDE.md": "Deep project with a long path.\n"})
     gone = project("gone")
     run(runner, "add", "deep", str(deep))
@@ -270,8 +270,8 @@ def test_list_shows_full_paths_health_and_tool_states(runner, project, tmp_path)
     assert f"deep   ok         {deep}" in lines  # never cut, however long
     assert "       Deep project with a long path." in lines
     assert f"gone   UNHEALTHY  {gone}  (directory does not exist)" in lines
-    assert "       allowed tools: Read, Grep; disallowed tools: none (explicit [])" in lines
-    assert "       permission mode: plan; allowed tools: inherited; disallowed tools: Write" in lines
+    assert '       allowed tools: ["Read", "Grep"]; disallowed tools: [] (explicitly none)' in lines
+    assert '       permission mode: plan; allowed tools: inherited; disallowed tools: ["Write"]' in lines
     after_deep = lines[lines.index(f"deep   ok         {deep}") + 2]
     assert after_deep.startswith("tools  ")  # both lists inherited: no tools line for deep
 
@@ -308,8 +308,8 @@ def test_describe_shows_every_field(runner, project, write_config):
         "model:             sonnet",
         "max budget:        no cap",
         "permission mode:   plan (settings default)",
-        "allowed tools:     Read",
-        "disallowed tools:  inherited from settings (Write)",
+        "allowed tools:     [\"Read\"]",
+        "disallowed tools:  inherited from settings ([\"Write\"])",
         "runtime:           claude (default)",
         "health:            ok",
         "CLAUDE.md:         yes",
@@ -371,12 +371,13 @@ def test_doctor_reports_each_problem_with_its_fix(runner, mcp_claude, project, w
     assert "FAIL  this claude lacks options agent-dispatch uses: --max-budget-usd\n      fix: update Claude Code" in out
     assert "FAIL  agent-dispatch is not registered with Claude Code" in out
     assert "      fix: agent-dispatch init" in out
-    assert f"FAIL  agent gone: {gone}: directory does not exist\n      fix: restore the directory, or: " \
-           "agent-dispatch remove gone" in out
-    assert "warn  agent strict: permission mode 'manual' is not accepted by this claude" in out
-    assert "      fix: agent-dispatch update strict --permission-mode none" in out
-    assert "warn  settings.default_permission_mode 'default' is not accepted" in out
-    assert "3 problem(s) found, 2 warning(s)." in out
+    assert f"FAIL  agent gone: {gone}: directory does not exist\n      fix: restore the directory, or point " \
+           "the agent at its new place: agent-dispatch update gone --directory NEW_DIR" in out
+    assert "FAIL  agent strict: cannot run: permission mode 'manual' is not accepted by this claude" in out
+    assert "      fix: agent-dispatch update strict --permission-mode acceptEdits  (one of the accepted" in out
+    assert "FAIL  settings.default_permission_mode 'default' is not accepted by this claude (it accepts " in out
+    assert "so agents without their own mode cannot run (gone)" in out
+    assert "5 problem(s) found." in out
 
 
 def test_doctor_fails_when_claude_code_cannot_connect(runner, mcp_claude, monkeypatch):

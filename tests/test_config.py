@@ -117,7 +117,19 @@ def test_load_is_cached_until_the_file_changes(write_config, store):
         (b"agents:\n  a:\n    directory: /p\n    colour: red\n", "unknown key 'colour' in agents.a"),
         (b"agent:\n  a: {}\n", "unknown key 'agent' at the top level"),
         (b"agents:\n  a:\n    description: no directory\n", "agents.a.directory: Field required"),
-        (b"agents:\n  a:\n    directory: /p\n    timeout: -5\n", "timeout must be a positive number"),
+        (b"agents:\n  a:\n    directory: /p\n    timeout: -5\n", "timeout must be a whole number of seconds from 1"),
+        (b"agents:\n  a:\n    directory: /p\n    timeout: 99999999\n", "from 1 to 604800 (7 days)"),
+        (b"agents:\n  a:\n    directory: /p\n    max_budget_usd: 1.0e+300\n", "must be at most 1000"),
+        (b"agents:\n  a:\n\tdirectory: /p\n", "a tab character (line 3, column 1): YAML does not allow tabs"),
+        (b"agents:\n  a:\n    directory: /p\n    \tmodel: x\n", "YAML does not allow tabs for indentation"),
+        (b"agents:\n  infra:\n  directory: /p\n", "`directory:` sits directly under `agents:`; indent it"),
+        (b"agents:\n  infra:\n", "agents.infra: an agent must be a mapping of its keys (`directory:` ...), not empty"),
+        (b"agents:\n  a:\n    directory: /p\n    timeuot: 5\n",
+         "unknown key 'timeuot' in agents.a (did you mean 'timeout'?)"),
+        (b"settings:\n  cache:\n    tll: 5\n", "unknown key 'tll' in settings.cache (did you mean 'ttl'?)"),
+        (b"agent:\n  a: {}\n", "unknown key 'agent' at the top level (did you mean 'agents'?)"),
+        (b"agents:\n  notes: {directory: /p}\n  Notes: {directory: /q}\n", "differ only in case"),
+        (b"agents:\n  " + b"n" * 65 + b": {directory: /p}\n", "1 to 64 characters"),
         (b"agents:\n  a:\n    directory: /p\n    max_budget_usd: .nan\n", "must be a finite number"),
         (b"agents:\n  a:\n    directory: /p\n    max_budget_usd: .inf\n", "must be a finite number"),
         (b"agents:\n  a:\n    directory: /p\n    timeout: yes\n", "must be a number, not true/false"),
@@ -221,27 +233,74 @@ def test_a_shared_sticky_directory_is_left_alone(tmp_path, monkeypatch, project)
     assert mode(shared) == 0o1777 and mode(store.path) == 0o600
 
 
-def test_settings_and_comments_survive_a_change(write_config, store, project):
-    path = project("p")
-    write_config(f"""\
-        # Header comment kept.
-        # Second line.
-        agents:
-          a:
-            directory: {path}
-        settings:
-          default_timeout: 120
-          default_max_budget_usd: null
-          cache:
-            ttl: 5
-    """)
-    config.update_agent(store, "a", AgentChanges.from_inputs(timeout=30))
+HAND_EDITED = """\
+# Header comment kept.
+agents:
+  # the infrastructure box
+  infra:
+    directory: {infra}   # where it lives
+    description: 'Infra, quoted by hand'
+    timeout: 60          # seconds
+    allowed_tools:
+      - Read
+      - Grep
+
+  # the website; it goes away below
+  web:
+    directory: {web}
+
+  # last one
+  docs: {{directory: {docs}}}
+
+settings:
+  default_timeout: 120
+  default_max_budget_usd: null
+  cache:
+    ttl: 60     # one minute
+    max_size: 10
+"""
+
+
+def test_writes_keep_comments_order_style_and_number_types(write_config, store, project):
+    dirs = {name: project(name) for name in ("infra", "web", "docs", "new")}
+    write_config(HAND_EDITED.format(**dirs))
+    config.update_agent(store, "infra", AgentChanges.from_inputs(model="sonnet", timeout=90))
+    config.remove_agent(store, "web")
+    config.add_agent(store, "new", str(dirs["new"]), description="Fresh", allowed_tools="Read,Grep")
+    expected = HAND_EDITED.format(**dirs)
+    expected = expected.replace("timeout: 60          # seconds\n",
+                                "timeout: 90          # seconds\n")
+    expected = expected.replace("      - Grep\n\n", "      - Grep\n    model: sonnet\n\n")
+    # A removed entry's lines go; no comment is ever dropped, not even the one above it.
+    expected = expected.replace(f"  web:\n    directory: {dirs['web']}\n", "")
+    expected = expected.replace(
+        f"  docs: {{directory: {dirs['docs']}}}\n",
+        f"  docs: {{directory: {dirs['docs']}}}\n  new:\n    directory: {dirs['new']}\n"
+        "    description: Fresh\n    allowed_tools: [Read, Grep]\n",
+    )
+    assert store.path.read_text() == expected
+    assert mode(store.path) == 0o600
+    assert store.load().settings.cache.ttl == 60
+
+
+def test_a_new_agent_in_a_starter_file_is_a_block_mapping(store, project):
+    store.create()
+    config.add_agent(store, "a", str(project("a")), description="Line one\nline two", timeout=5)
     text = store.path.read_text()
-    assert text.startswith("# Header comment kept.\n# Second line.\nagents:\n")
-    assert yaml.safe_load(text) == {
-        "agents": {"a": {"directory": str(path), "timeout": 30}},
-        "settings": {"default_timeout": 120, "cache": {"ttl": 5}},
-    }
+    assert text == store_module.STARTER.replace("agents: {}\n", "") + (
+        f"agents:\n  a:\n    directory: {project('a')}\n    description: |-\n      Line one\n      line two\n"
+        "    timeout: 5\n"
+    )
+    assert store.load().agents["a"].description == "Line one\nline two"
+
+
+def test_text_the_round_trip_cannot_edit_is_written_afresh(write_config, store, project, monkeypatch):
+    from agent_dispatch.config import roundtrip
+
+    write_config(f"# kept\nagents:\n  a: {{directory: {project('a')}}}\n  # lost: written afresh\n")
+    monkeypatch.setattr(roundtrip, "render", lambda *a: "agents: {b: {directory: /elsewhere}}\n")
+    config.update_agent(store, "a", AgentChanges.from_inputs(timeout=7))
+    assert store.path.read_text() == f"# kept\nagents:\n  a:\n    directory: {project('a')}\n    timeout: 7\n"
 
 
 def test_symlinked_config_stays_a_symlink(config_path, tmp_path, project):
@@ -399,6 +458,12 @@ def test_a_forged_or_stale_stamp_is_not_trusted(write_config, store):
         ({"timeout": 600.0, "model": "claude-sonnet-4", "permission_mode": "plan"},
          {"timeout": 600, "model": "claude-sonnet-4", "permission_mode": "plan"}),
         ({"description": "  Infra agent.  "}, {"description": "Infra agent."}),
+        # The list syntax people type from agents.yaml means the names, not "[Read" and "Grep]".
+        ({"allowed_tools": "[Read, Grep]"}, {"allowed_tools": ["Read", "Grep"]}),
+        ({"disallowed_tools": ' [ "Bash(git *)", \'Write\' ] '}, {"disallowed_tools": ["Bash(git *)", "Write"]}),
+        ({"allowed_tools": "[ ]"}, {"allowed_tools": []}),
+        ({"timeout": "604800", "max_budget_usd": "1000"}, {"timeout": 604800, "max_budget_usd": 1000.0}),
+        ({"max_budget_usd": ".5"}, {"max_budget_usd": 0.5}),
     ],
 )
 def test_changes_parse(inputs, values):
@@ -414,12 +479,12 @@ def test_changes_parse(inputs, values):
         ({"timeout": "soon"}, "timeout must be a whole number"),
         ({"timeout": True}, "timeout must be a whole number"),
         ({"timeout": float("nan")}, "timeout must be a whole number"),
-        ({"max_budget_usd": float("nan")}, "max_budget_usd must be a finite amount"),
-        ({"max_budget_usd": float("inf")}, "max_budget_usd must be a finite amount"),
-        ({"max_budget_usd": "inf"}, "max_budget_usd must be a finite amount"),
-        ({"max_budget_usd": "NaN"}, "max_budget_usd must be a finite amount"),
-        ({"max_budget_usd": -0.5}, "max_budget_usd must be a finite amount"),
-        ({"max_budget_usd": "1e999"}, "max_budget_usd must be a finite amount"),
+        ({"max_budget_usd": float("nan")}, "max_budget_usd must be an amount"),
+        ({"max_budget_usd": float("inf")}, "max_budget_usd must be an amount"),
+        ({"max_budget_usd": "inf"}, "max_budget_usd must be an amount"),
+        ({"max_budget_usd": "NaN"}, "max_budget_usd must be an amount"),
+        ({"max_budget_usd": -0.5}, "max_budget_usd must be an amount"),
+        ({"max_budget_usd": "1e999"}, "max_budget_usd must be an amount"),
         ({"model": "--dangerously-skip-permissions"}, "model must be a single word that does not start with '-'"),
         ({"model": "son net"}, "model must be a single word"),
         ({"permission_mode": "-x"}, "permission_mode must be a single word"),
@@ -430,6 +495,15 @@ def test_changes_parse(inputs, values):
         ({"allowed_tools": "Read,a\x00b"}, "allowed_tools must be tool names"),
         ({"description": "x" * 5000}, "description must be text of at most 4000"),
         ({"description": 5}, "description must be text"),
+        ({"allowed_tools": "[Read, Grep"}, "brackets only around the whole list"),
+        ({"allowed_tools": "Read, Grep]"}, "brackets only around the whole list"),
+        ({"timeout": "99999999999999999999"}, "timeout must be a whole number of seconds from 1 to 604800"),
+        ({"timeout": 604801}, "from 1 to 604800 (7 days)"),
+        ({"timeout": "1e3"}, "timeout must be a whole number"),
+        ({"timeout": "600.0"}, "timeout must be a whole number"),
+        ({"max_budget_usd": "1e308"}, "max_budget_usd must be an amount"),
+        ({"max_budget_usd": 1e308}, "at most 1000"),
+        ({"max_budget_usd": "1_000"}, "max_budget_usd must be an amount"),
     ],
 )
 def test_changes_refuse_bad_values(inputs, message):

@@ -14,7 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from agent_dispatch.errors import BadArgumentError, InvalidInputFailure
 
-AGENT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+AGENT_NAME_MAX = 64
+AGENT_NAME_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_-]{{0,{AGENT_NAME_MAX - 1}}}")
+AGENT_NAME_RULE = (
+    f"An agent name is 1 to {AGENT_NAME_MAX} characters: it starts with a letter or digit and holds only "
+    "letters, digits, '-' and '_'; names that differ only in case are not allowed together."
+)
 JOB_ID_RE = re.compile(r"[0-9a-f]{32}")
 
 ErrorType = Literal[
@@ -35,6 +40,9 @@ DENIED_TOOLS_MAX = 50
 CLARIFICATIONS_MAX = 10  # the highest settings.max_clarifications (questions per dispatch)
 INSTRUCTIONS_MAX = 20_000  # characters of an agent's standing instructions (they go into argv)
 LABEL_TEXT_MAX = 1000  # characters of a group member's use_for
+# Bounds of configured values: a timeout of at most a week, a per-dispatch cap of at most $1000.
+TIMEOUT_MAX = 7 * 24 * 3600
+BUDGET_MAX_USD = 1000.0
 
 
 def is_valid_agent_name(name: object) -> bool:
@@ -44,11 +52,15 @@ def is_valid_agent_name(name: object) -> bool:
 def check_agent_name(name: object) -> str:
     """Return `name` if it is a valid agent name, else raise BadArgumentError."""
     if not is_valid_agent_name(name):
-        raise BadArgumentError(
-            f"invalid agent name {name!r}",
-            "An agent name starts with a letter or digit and holds only letters, digits, '-' and '_'.",
-        )
+        shown = name if not isinstance(name, str) or len(name) <= 80 else name[:80] + "…"
+        raise BadArgumentError(f"invalid agent name {shown!r}", AGENT_NAME_RULE)
     return name  # type: ignore[return-value]
+
+
+def case_twin(name: str, names: Any) -> str | None:
+    """The other name among `names` that differs from `name` only in case, if any."""
+    folded = name.casefold()
+    return next((other for other in names if other != name and other.casefold() == folded), None)
 
 
 def is_valid_job_id(job_id: object) -> bool:
@@ -93,11 +105,19 @@ def split_tools(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def _check_positive_finite(value: float | None, what: str) -> float | None:
+def _check_positive_finite(value: float | None, what: str, high: float = BUDGET_MAX_USD) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{what} must be a finite number greater than 0")
+    if value > high:
+        raise ValueError(f"{what} must be at most {high:g}")
+    return value
+
+
+def _check_timeout(value: int | None, what: str) -> int | None:
+    if value is not None and not 0 < value <= TIMEOUT_MAX:
+        raise ValueError(f"{what} must be a whole number of seconds from 1 to {TIMEOUT_MAX} (7 days)")
     return value
 
 
@@ -243,9 +263,7 @@ class AgentConfig(_Strict):
     @field_validator("timeout")
     @classmethod
     def _timeout(cls, value: int | None) -> int | None:
-        if value is not None and value <= 0:
-            raise ValueError("timeout must be a positive number of seconds")
-        return value
+        return _check_timeout(value, "timeout")
 
     @field_validator("max_budget_usd")
     @classmethod
@@ -347,7 +365,7 @@ class CacheSettings(_Strict):
 
 
 class Settings(_Strict):
-    default_timeout: int = Field(default=300, gt=0)
+    default_timeout: int = Field(default=300, gt=0, le=TIMEOUT_MAX)
     default_max_budget_usd: float | None = None
     default_permission_mode: str | None = None
     default_allowed_tools: list[str] = Field(default_factory=list)
@@ -432,9 +450,11 @@ class AppConfig(_Strict):
     def _names(cls, value: dict[str, AgentConfig]) -> dict[str, AgentConfig]:
         for name in value:
             if not is_valid_agent_name(name):
-                raise ValueError(
-                    f"invalid agent name {name!r}: start with a letter or digit; use letters, digits, - and _"
-                )
+                shown = name if len(name) <= 80 else name[:80] + "…"
+                raise ValueError(f"invalid agent name {shown!r}: {AGENT_NAME_RULE}")
+            twin = case_twin(name, value)
+            if twin is not None:
+                raise ValueError(f"agents {twin!r} and {name!r} differ only in case: rename one of them")
         return value
 
 

@@ -77,6 +77,23 @@ def _changes(**values: Any) -> Any:
             host=values.get("host"),
             ssh_options=values.get("ssh_options"),
             runtime=values["runtime"],
+            directory=values.get("directory"),
+        )
+
+
+def _check_mode(changes: Any) -> None:
+    """A permission mode the installed claude would refuse is a usage error now, not a failed
+    dispatch later. Skipped when claude is not there or does not list its modes."""
+    mode = changes.values.get("permission_mode")
+    if not mode:
+        return
+    from agent_dispatch.cli import doctor
+
+    modes = doctor.accepted_modes()
+    if modes and mode not in modes:
+        raise click.BadParameter(
+            f"{mode!r} is not a permission mode the installed claude accepts; it accepts: {', '.join(modes)}.",
+            param_hint="--permission-mode",
         )
 
 
@@ -119,7 +136,7 @@ def init() -> None:
         shown = doctor.registered_command(current.out)
         click.echo(f"agent-dispatch is already registered with Claude Code{f' ({shown})' if shown else ''}.")
         ours = " ".join(doctor.server_command())
-        if shown and shown != ours:
+        if shown and not doctor.same_command(shown, doctor.server_command()):
             click.echo(f"Note: that registration runs `{shown}`, not this agent-dispatch (`{ours}`). To switch:")
             click.echo(f"  claude mcp remove {doctor.SERVER_NAME} -s user && agent-dispatch init")
         return
@@ -143,6 +160,7 @@ def add(name: str, directory: str, **options: Any) -> None:
     _check_name(name)
     changes = _changes(**options)
     proposed = None if options["runtime"] else config.suggest_runtime(directory)
+    _check_mode(changes)
     agent = config.add_agent_with_changes(config.ConfigStore(), name, directory, "", changes)
     click.echo(f"Added agent {name!r}: " + (f"{agent.host}:{agent.directory}" if agent.host else agent.directory))
     if proposed is not None and agent.runtime == proposed[0]:
@@ -154,6 +172,7 @@ def add(name: str, directory: str, **options: Any) -> None:
 
 @click.command()
 @click.argument("name")
+@click.option("--directory", metavar="DIR", help="Move the agent to another existing project directory.")
 @_agent_options(clearing=True)
 def update(name: str, **options: Any) -> None:
     """Change agent NAME.
@@ -165,6 +184,7 @@ def update(name: str, **options: Any) -> None:
     changes = _changes(**options)
     if not changes:
         raise click.UsageError("nothing to change: pass at least one option (see `agent-dispatch update --help`).")
+    _check_mode(changes)
     config.update_agent(config.ConfigStore(), name, changes)
     click.echo(f"Updated agent {name!r}:")
     for line in changes.summary():
@@ -187,7 +207,8 @@ def remove(name: str) -> None:
 
 
 def _tools(value: list[str]) -> str:
-    return ", ".join(value) if value else "none (explicit [])"
+    """A stored tool list exactly as stored: each name quoted, so `[Read` and `Read` look different."""
+    return json.dumps(value, ensure_ascii=False) if value else "[] (explicitly none)"
 
 
 @click.command("list")
@@ -235,7 +256,7 @@ def _host_line(info: dict[str, Any]) -> str:
 
 def _tool_state(value: list[str] | None, defaults: list[str]) -> str:
     if value is None:
-        return f"inherited from settings ({', '.join(defaults) if defaults else 'none set'})"
+        return f"inherited from settings ({_tools(defaults) if defaults else 'none set'})"
     return _tools(value)
 
 
@@ -303,7 +324,20 @@ def describe(name: str, as_json: bool, preview_lines: int) -> None:
             click.echo(f"\n--- {title} (first {preview_lines} lines) ---\n{info[key].rstrip()}")
 
 
+@click.command()
+def example() -> None:
+    """Print a commented agents.yaml that documents every key."""
+    from agent_dispatch.config.paths import example_path
+    from agent_dispatch.errors import AgentDispatchError
+
+    path = example_path()
+    if path is None:
+        raise AgentDispatchError("the example agents.yaml is missing from this installation",
+                                 "Reinstall agent-dispatch; the README's 'Registering agents' lists every key.")
+    click.echo(path.read_text(encoding="utf-8"), nl=False)
+
+
 def register(group: click.Group) -> None:
     """Attach this module's commands to the top-level group."""
-    for command in (init, add, update, remove, list_agents, describe):
+    for command in (init, add, update, remove, list_agents, describe, example):
         group.add_command(command)

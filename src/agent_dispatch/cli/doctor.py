@@ -127,6 +127,22 @@ def registered_command(mcp_get_output: str) -> str | None:
     return f"{command.group(1)} {args.group(1)}".strip() if args else command.group(1)
 
 
+def same_command(registered: str, ours: list[str]) -> bool:
+    """Whether the registered command line (as `registered_command` shows it) starts this same
+    agent-dispatch: the same arguments, and an executable that resolves to the same file (a
+    symlink on PATH to our script, as the README suggests, is the same program)."""
+    if registered == " ".join(ours):
+        return True
+    suffix = " ".join(ours[1:])
+    if suffix and not registered.endswith(" " + suffix):
+        return False
+    executable = registered[: len(registered) - len(suffix)].rstrip() if suffix else registered
+    try:
+        return os.path.samefile(executable, ours[0])
+    except OSError:
+        return False
+
+
 def registration_problem(mcp_get_output: str) -> str | None:
     """Why Claude Code cannot connect to the registered server, from `claude mcp get`; None if it can
     (or the output does not say)."""
@@ -226,7 +242,7 @@ def _check_claude(report: _Report, claude: str | None) -> list[str] | None:
         shown = registered_command(registered.out)
         ours = " ".join(server_command())
         report.ok(f"registered with Claude Code as {SERVER_NAME!r}" + (f": {shown}" if shown else ""))
-        if shown and shown != ours:
+        if shown and not same_command(shown, server_command()):
             report.warn(f"the registration runs `{shown}`, not this agent-dispatch (`{ours}`)",
                         f"claude mcp remove {SERVER_NAME} -s user && agent-dispatch init")
         problem = registration_problem(registered.out)
@@ -272,17 +288,36 @@ def _check_agents(report: _Report, loaded: AppConfig, modes: list[str] | None, s
             report.ok(f"agent {name}: {where}")
         else:
             report.fail(f"agent {name}: {where}: {info.problem}",
-                        f"restore the directory, or: agent-dispatch remove {shlex.quote(name)}")
+                        f"restore the directory, or point the agent at its new place: agent-dispatch update "
+                        f"{shlex.quote(name)} --directory NEW_DIR  (or drop it: agent-dispatch remove "
+                        f"{shlex.quote(name)})")
         if modes and agent.permission_mode and agent.permission_mode not in modes:
-            report.warn(
-                f"agent {name}: permission mode {agent.permission_mode!r} is not accepted by this claude "
-                f"(it accepts {', '.join(modes)})",
-                f"agent-dispatch update {shlex.quote(name)} --permission-mode none  (or one of the accepted modes)",
+            # claude refuses the option before doing anything: every dispatch to this agent fails.
+            report.fail(
+                f"agent {name}: cannot run: permission mode {agent.permission_mode!r} is not accepted by this "
+                f"claude (it accepts {', '.join(modes)})",
+                f"agent-dispatch update {shlex.quote(name)} --permission-mode {modes[0]}  (one of the accepted "
+                "modes; or `none` to use the settings default)",
             )
     default_mode = loaded.settings.default_permission_mode
     if modes and default_mode and default_mode not in modes:
-        report.warn(f"settings.default_permission_mode {default_mode!r} is not accepted by this claude "
-                    f"(it accepts {', '.join(modes)})", f"edit settings.default_permission_mode in {store.path}")
+        inheriting = [name for name, agent in loaded.agents.items() if not agent.permission_mode]
+        report.fail(f"settings.default_permission_mode {default_mode!r} is not accepted by this claude "
+                    f"(it accepts {', '.join(modes)}), so agents without their own mode cannot run"
+                    + (f" ({', '.join(inheriting)})" if inheriting else ""),
+                    f"edit settings.default_permission_mode in {store.path} (one of the accepted modes, or null)")
+
+
+def accepted_modes() -> list[str] | None:
+    """The permission modes the installed `claude` accepts, or None when that cannot be told
+    (no claude, its help unreadable)."""
+    from agent_dispatch.config import claude_command
+
+    claude = claude_command()
+    if claude is None:
+        return None
+    helped = run_claude(claude, "--help")
+    return permission_modes(helped.out) if helped.ok else None
 
 
 def _check_hosts(report: _Report, loaded: AppConfig) -> None:

@@ -7,11 +7,14 @@ leave a field, "none" clears it, tool lists are comma-separated names); `add_age
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from agent_dispatch.config.paths import example_hint
 from agent_dispatch.config.store import ConfigStore, describe_validation
 from agent_dispatch.detect import agent_inspection, agent_listing, generate_description, suggest_runtime
 from agent_dispatch.errors import AgentExistsError, AgentNotFoundError, BadArgumentError
@@ -57,6 +60,7 @@ class AgentChanges:
         host: str | None = None,
         ssh_options: str | Mapping[str, Any] | None = None,
         runtime: str | None = None,
+        directory: str | os.PathLike[str] | None = None,
     ) -> AgentChanges:
         """Parse front-door inputs with the contract's update semantics.
 
@@ -65,6 +69,7 @@ class AgentChanges:
         negative, NaN or infinite number, a fractional timeout, or a value starting with '-'.
         """
         parsed = {
+            "directory": _parse_directory(directory),
             "description": _parse_description(description),
             "timeout": _parse_timeout(timeout),
             "max_budget_usd": _parse_budget(max_budget_usd),
@@ -92,7 +97,8 @@ class AgentChanges:
             if value is None:
                 lines.append(f"{key}: cleared (inherits the default)")
             elif isinstance(value, list):
-                lines.append(f"{key}: {', '.join(value)}" if value else f"{key}: [] (explicitly none)")
+                shown = json.dumps(value, ensure_ascii=False)
+                lines.append(f"{key}: {shown}" if value else f"{key}: [] (explicitly none)")
             else:
                 lines.append(f"{key}: {value}")
         return lines
@@ -115,6 +121,15 @@ def _bad(field: str, raw: object, rule: str, example: str) -> BadArgumentError:
     return BadArgumentError(f"{field} must be {rule}, not {shown!r}", example)
 
 
+def _parse_directory(raw: object) -> Any:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return _LEAVE
+    if _is_clear(raw):
+        raise _bad("directory", raw, "an existing project directory", "An agent always has a directory: pass "
+                   "the new one, or remove the agent with `agent-dispatch remove NAME`.")
+    return existing_directory(raw)  # type: ignore[arg-type]
+
+
 def _parse_description(raw: object) -> Any:
     if _is_leave(raw):
         return _LEAVE
@@ -129,14 +144,24 @@ def _parse_description(raw: object) -> Any:
     return text
 
 
-def _number(raw: object, field: str, rule: str, example: str) -> float:
+# Text forms of numbers: whole seconds are digits only; dollars are a plain decimal. Exponents,
+# signs, "inf", "nan" and digit separators are refused rather than read as something else.
+_WHOLE_RE = re.compile(r"[0-9]{1,30}")
+_DECIMAL_RE = re.compile(r"(?:[0-9]{1,30}(?:\.[0-9]{0,30})?|\.[0-9]{1,30})")
+
+
+def _number(raw: object, field: str, rule: str, example: str, pattern: re.Pattern[str]) -> float | int:
+    """A positive finite number from a JSON number or its plain decimal text (see the patterns)."""
     if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
         raise _bad(field, raw, rule, example)
-    try:
-        value = float(raw.strip()) if isinstance(raw, str) else float(raw)
-    except (ValueError, OverflowError):
-        raise _bad(field, raw, rule, example) from None
-    if not math.isfinite(value) or value <= 0:
+    if isinstance(raw, str):
+        text = raw.strip()
+        if not pattern.fullmatch(text):
+            raise _bad(field, raw, rule, example)
+        value: float | int = int(text) if pattern is _WHOLE_RE else float(text)
+    else:
+        value = raw
+    if isinstance(value, float) and not math.isfinite(value) or value <= 0:
         raise _bad(field, raw, rule, example)
     return value
 
@@ -146,16 +171,18 @@ def _parse_timeout(raw: object) -> Any:
         return _LEAVE
     if _is_clear(raw):
         return None
-    rule = "a whole number of seconds greater than 0"
+    from agent_dispatch.models import TIMEOUT_MAX
+
+    rule = f"a whole number of seconds from 1 to {TIMEOUT_MAX} (7 days)"
     example = 'Pass e.g. 600, or "none" to use settings.default_timeout.'
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        if raw <= 0:
+    value = _number(raw, "timeout", rule, example, _WHOLE_RE)
+    if isinstance(value, float):
+        if not value.is_integer():
             raise _bad("timeout", raw, rule, example)
-        return raw
-    value = _number(raw, "timeout", rule, example)
-    if not value.is_integer():
+        value = int(value)
+    if value > TIMEOUT_MAX:
         raise _bad("timeout", raw, rule, example)
-    return int(value)
+    return value
 
 
 def _parse_budget(raw: object) -> Any:
@@ -163,8 +190,14 @@ def _parse_budget(raw: object) -> Any:
         return _LEAVE
     if _is_clear(raw):
         return None
-    return _number(raw, "max_budget_usd", "a finite amount of US dollars greater than 0",
-                   'Pass e.g. 0.5, or "none" to remove the cap.')
+    from agent_dispatch.models import BUDGET_MAX_USD
+
+    rule = f"an amount of US dollars greater than 0 and at most {BUDGET_MAX_USD:g}, written like 0.5"
+    example = 'Pass e.g. 0.5, or "none" to remove the cap.'
+    value = float(_number(raw, "max_budget_usd", rule, example, _DECIMAL_RE))
+    if value > BUDGET_MAX_USD:
+        raise _bad("max_budget_usd", raw, rule, example)
+    return value
 
 
 def _check_word(value: str, field: str) -> str:
@@ -226,14 +259,22 @@ def _parse_tools(raw: object, field: str) -> Any:
         return None
     if not isinstance(raw, str):
         raise _bad(field, raw, "a comma-separated list of tool names", 'e.g. "Read,Grep".')
-    if raw.strip() == "[]":
-        return []
     from agent_dispatch.models import split_tools
 
-    names = split_tools(raw)
+    text = raw.strip()
+    listed = text.startswith("[") and text.endswith("]")
+    if listed:
+        text = text[1:-1]  # the list syntax `[Read, Grep]` means the names Read and Grep
+        if not text.strip():
+            return []
+    names = [_unquote(name) for name in split_tools(text)]
     if not names:
         raise _bad(field, raw, "a comma-separated list of tool names", 'e.g. "Read,Grep", "[]" for none, '
                    'or "none" to inherit the defaults.')
+    for name in names:
+        if name.startswith("[") or name.endswith("]"):
+            raise _bad(field, raw, "tool names separated by commas, with brackets only around the whole list",
+                       'Pass e.g. "Read,Grep" or "[Read, Grep]".')
     return [_check_tool(name, field) for name in names]
 
 
@@ -334,6 +375,13 @@ def remote_directory(directory: str | os.PathLike[str], host: str, ssh_options: 
     return text, info.description
 
 
+def _unquote(name: str) -> str:
+    """`"Bash(git *)"` or `'Read'` inside a list: the quotes are YAML's, not part of the name."""
+    if len(name) >= 2 and name[0] == name[-1] and name[0] in "'\"":
+        return name[1:-1].strip()
+    return name
+
+
 def _build_agent(data: Mapping[str, Any]) -> AgentConfig:
     from pydantic import ValidationError
 
@@ -343,7 +391,7 @@ def _build_agent(data: Mapping[str, Any]) -> AgentConfig:
         return AgentConfig.model_validate(dict(data))
     except ValidationError as exc:
         raise BadArgumentError(f"invalid agent settings: {describe_validation(exc)}",
-                               "Check the values given; agents.example.yaml documents every key.") from None
+                               f"Check the values given; {example_hint()}") from None
 
 
 def find_agent(config: AppConfig, name: str) -> AgentConfig:
@@ -423,7 +471,7 @@ def add_agent_with_changes(
     Without a runtime the one the project is set up for is proposed (`suggest_runtime`: e.g.
     codex for a project with AGENTS.md and no CLAUDE.md), else claude.
     """
-    from agent_dispatch.models import check_agent_name
+    from agent_dispatch.models import case_twin, check_agent_name
 
     check_agent_name(name)
     fields = {key: value for key, value in (changes.values if changes else {}).items() if value is not None}
@@ -450,6 +498,13 @@ def add_agent_with_changes(
             taken = config.agents[name].directory
             raise AgentExistsError(f"an agent named {name!r} already exists (directory {taken})")
         check_runtime_fits(name, agent, config.settings)
+        twin = case_twin(name, config.agents)
+        if twin is not None:
+            raise AgentExistsError(
+                f"an agent named {twin!r} already exists; {name!r} differs from it only in case",
+                "Names that differ only in case would be confused: pick another name, or change "
+                f"{twin!r} with `agent-dispatch update {twin}`.",
+            )
         config.agents[name] = agent
 
     store.modify(add)

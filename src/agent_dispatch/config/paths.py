@@ -37,3 +37,23 @@ def claude_command() -> str | None:
 
     value = os.environ.get(CLAUDE_ENV, "").strip()
     return shutil.which(os.path.expanduser(value) if value else "claude")
+
+
+EXAMPLE_NAME = "agents.example.yaml"
+
+
+def example_path() -> Path | None:
+    """The commented example config shipped with the package (or, in a source checkout, the
+    repository's copy); None when neither is there."""
+    here = Path(__file__).resolve().parent.parent  # the agent_dispatch package
+    for candidate in (here / EXAMPLE_NAME, here.parent.parent / EXAMPLE_NAME):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def example_hint() -> str:
+    """Where a person finds every key documented: a command that prints the example, and its file."""
+    found = example_path()
+    where = f" (the file: {found})" if found is not None else ""
+    return f"`agent-dispatch example` prints a commented agents.yaml with every key{where}."

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent_dispatch import __version__
-from agent_dispatch.config.paths import CONFIG_ENV, config_path
+from agent_dispatch.config.paths import CONFIG_ENV, config_path, example_hint
 from agent_dispatch.errors import BadArgumentError, ConfigError
 from agent_dispatch.files import tighten_dir
 
@@ -42,7 +42,7 @@ LOCK_TIMEOUT = 10.0
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 STARTER = (
     "# agent-dispatch: the agents a Claude Code session can hand work to.\n"
-    "# Every key is described in agents.example.yaml; add agents with `agent-dispatch add NAME DIR`.\n"
+    "# `agent-dispatch example` prints every key with comments; add agents with `agent-dispatch add NAME DIR`.\n"
     "agents: {}\n"
 )
 AGENT_FIELDS = (
@@ -86,18 +86,17 @@ def _yaml_loader() -> Any:
     return _loader_class
 
 
-def _yaml_text(data: dict[str, Any]) -> str:
-    import yaml
-
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    # Flow style only for leaf lists (`allowed_tools: [Read, Grep]`); long descriptions stay on one line.
-    return yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=True, default_flow_style=None, width=4096)
-
-
-def _yaml_problem(exc: Exception) -> str:
+def _yaml_problem(exc: Exception, text: str = "") -> str:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc).splitlines()[0]
-    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else str(problem)
+    if mark is None:
+        return str(problem)
+    where = f"line {mark.line + 1}, column {mark.column + 1}"
+    lines = text.splitlines()
+    line = lines[mark.line] if 0 <= mark.line < len(lines) else ""
+    if "\t" in line[: len(line) - len(line.lstrip())] or "'\\t'" in str(problem):
+        return f"a tab character ({where}): YAML does not allow tabs for indentation; indent with spaces"
+    return f"{problem} ({where})"
 
 
 def _leading_comments(data: bytes | None) -> str:
@@ -123,7 +122,9 @@ def describe_validation(exc: ValidationError, limit: int = 3) -> str:
         loc = [str(part) for part in err["loc"]]
         if err["type"] == "extra_forbidden":
             where = f" in {'.'.join(loc[:-1])}" if len(loc) > 1 else " at the top level"
-            parts.append(f"unknown key {loc[-1]!r}{where}")
+            parts.append(f"unknown key {loc[-1]!r}{where}{_did_you_mean(err['loc'])}")
+        elif len(loc) == 2 and loc[0] == "agents" and err["type"] in ("dict_type", "model_type"):
+            parts.append(_agent_not_a_mapping(loc[1], err.get("input")))
         else:
             message = err["msg"].removeprefix("Value error, ")
             parts.append(f"{'.'.join(loc)}: {message}" if loc else message)
@@ -131,10 +132,68 @@ def describe_validation(exc: ValidationError, limit: int = 3) -> str:
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
+def _agent_not_a_mapping(name: str, value: Any) -> str:
+    """Usually indentation: the agent's keys were not indented under its name."""
+    from agent_dispatch.models import AgentConfig
+
+    if name in AgentConfig.model_fields:
+        return (f"agents.{name}: `{name}:` sits directly under `agents:`; indent it (with spaces) under the "
+                "agent's name")
+    shown = "empty" if value is None else f"a {type(value).__name__}"
+    return (f"agents.{name}: an agent must be a mapping of its keys (`directory:` ...), not {shown}; "
+            "indent its keys under the name")
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    """` (did you mean 'timeout'?)` for a misspelt key, from the fields of the model at `loc`."""
+    import difflib
+
+    model = _model_at(loc[:-1])
+    if model is None or not isinstance(loc[-1], str):
+        return ""
+    close = difflib.get_close_matches(loc[-1].lower(), list(model.model_fields), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _model_at(loc: tuple[Any, ...]) -> Any:
+    """The pydantic model that validates the mapping at `loc` in agents.yaml, or None."""
+    import typing
+
+    from pydantic import BaseModel
+
+    from agent_dispatch.models import AppConfig
+
+    def inner(annotation: Any) -> tuple[Any, bool]:
+        """(model, keyed): the model inside `annotation`; keyed when it is the value of a dict."""
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return annotation, False
+        origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+        if origin is dict and len(args) == 2:
+            found, _ = inner(args[1])
+            return found, True
+        for arg in args:
+            found, keyed = inner(arg)
+            if found is not None:
+                return found, keyed
+        return None, False
+
+    model: Any = AppConfig
+    index = 0
+    while index < len(loc):
+        field = model.model_fields.get(loc[index]) if isinstance(loc[index], str) else None
+        if field is None:
+            return None
+        model, keyed = inner(field.annotation)
+        if model is None:
+            return None
+        index += 2 if keyed else 1
+    return model
+
+
 def _validation_error(path: Path, exc: ValidationError) -> ConfigError:
     return ConfigError(
         f"{path} is not a valid agents.yaml: {describe_validation(exc)}",
-        f"Edit {path} (agents.example.yaml documents every key), then check it with `agent-dispatch doctor`.",
+        f"Edit {path}, then check it with `agent-dispatch doctor`. {example_hint()}",
     )
 
 
@@ -216,6 +275,7 @@ class ConfigStore:
         with self._locked():
             _, data = self._read()
             config = self._validate(self._parse(data), data)
+            before = _serialisable(config)
             result = fn(config)
             out = _serialisable(config)
             try:
@@ -223,12 +283,37 @@ class ConfigStore:
             except ValidationError as exc:
                 raise BadArgumentError(
                     f"the change would leave an invalid agents.yaml: {describe_validation(exc)}",
-                    "Check the values given; agents.example.yaml documents every key.",
+                    f"Check the values given; {example_hint()}",
                 ) from None
-            text = (_leading_comments(data) + _yaml_text(out)).encode("utf-8")
+            text = self._edited_text(data, before, out)
             self._write(text)
             self._remember(checked, text)
         return result
+
+    def _edited_text(self, data: bytes | None, before: dict[str, Any], after: dict[str, Any]) -> bytes:
+        """The file's bytes with the change from `before` to `after` made in place (comments, order
+        and style kept, see `roundtrip`), or written afresh when that cannot be done faithfully.
+        Either way the text must read back as exactly `after`."""
+        from agent_dispatch.config import roundtrip
+
+        original = data.decode("utf-8") if data else None
+        try:
+            edited = roundtrip.render(original, before, after)
+        except Exception:  # noqa: BLE001 (a round-trip quirk must never cost the change)
+            edited = None
+        if edited is not None and self._reads_as(edited, after):
+            return edited.encode("utf-8")
+        return roundtrip.fresh_text(after, _leading_comments(data)).encode("utf-8")
+
+    def _reads_as(self, text: str, expected: dict[str, Any]) -> bool:
+        from pydantic import ValidationError
+
+        from agent_dispatch.models import AppConfig
+
+        try:
+            return _serialisable(AppConfig.model_validate(self._parse(text.encode("utf-8")))) == expected
+        except (ConfigError, ValidationError):
+            return False
 
     def create(self, text: str = STARTER) -> bool:
         """Create the config holding `text` unless a file is already there (never overwrites).
@@ -270,7 +355,7 @@ class ConfigStore:
                 raise ConfigError(f"cannot read {path}: it is a directory, not a file",
                                   f"Move the directory away, or point {CONFIG_ENV} at the agents.yaml file.")
             raise ConfigError(f"cannot read {path}: it is not a regular file",
-                              f"Replace {path} with a YAML file (see agents.example.yaml).")
+                              f"Replace {path} with a YAML file. {example_hint()}")
         with os.fdopen(fd, "rb") as fh:
             try:
                 data = fh.read(MAX_CONFIG_BYTES + 1)
@@ -301,8 +386,8 @@ class ConfigStore:
             raw = yaml.load(text.removeprefix("\ufeff"), Loader=_yaml_loader())  # noqa: S506 (a SafeLoader subclass)
         except yaml.YAMLError as exc:
             raise ConfigError(
-                f"{path} is not valid YAML: {_yaml_problem(exc)}",
-                f"Fix the YAML syntax in {path} (agents.example.yaml shows the layout).",
+                f"{path} is not valid YAML: {_yaml_problem(exc, text)}",
+                f"Fix the YAML syntax in {path}. {example_hint()}",
             ) from None
         if raw is None:
             return {}
@@ -312,7 +397,7 @@ class ConfigStore:
             )
             raise ConfigError(
                 f"{path} must hold a mapping with an `agents:` key at the top, not a {kind}",
-                f"Start {path} with `agents:` (agents.example.yaml shows the layout).",
+                f"Start {path} with `agents:`. {example_hint()}",
             )
         return self._normalise(raw)
 

@@ -1,0 +1,163 @@
+"""The console script in a subprocess, as a person types it: config writes, values, names, --json,
+wording, exit codes (issue 8's "a CLI that fits people's habits")."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(sys.executable).parent / "agent-dispatch"
+
+
+def cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None,
+        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SCRIPT), *args], input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture
+def commented(write_config, project):
+    """A hand-written agents.yaml with comments, block style and an int ttl."""
+    directory = project("infra")
+    return write_config(f"""\
+        # my agents
+        agents:
+          # the infrastructure box
+          infra:
+            directory: {directory}   # where it lives
+            timeout: 60              # seconds
+
+        settings:
+          cache:
+            ttl: 60   # one minute
+    """)
+
+
+# --- 9: writes keep the file as its author wrote it ------------------------------------------
+
+
+def test_cli_writes_keep_comments_block_style_and_int_numbers(commented, project):
+    before = commented.read_text()
+    assert cli("update", "infra", "--model", "sonnet").returncode == 0
+    assert cli("add", "web", str(project("web")), "-d", "The website").returncode == 0
+    text = commented.read_text()
+    assert text == before.replace(
+        "    timeout: 60              # seconds\n",
+        "    timeout: 60              # seconds\n    model: sonnet\n",
+    ).replace("\nsettings:", f"  web:\n    directory: {project('web')}\n    description: The website\n\nsettings:")
+    assert "ttl: 60   # one minute" in text and "60.0" not in text
+
+
+# --- 10: the list syntax of tool names -------------------------------------------------------
+
+
+def test_bracketed_tool_lists_are_names_and_shown_as_stored(write_config, project, config_path):
+    write_config("agents: {}\n")
+    added = cli("add", "infra", str(project("infra")), "-d", "x", "--allowed-tools", "[Read, Grep]")
+    assert added.returncode == 0, added.stderr
+    assert "allowed_tools: [Read, Grep]" in config_path.read_text()
+    shown = cli("describe", "infra")
+    assert 'allowed tools:     ["Read", "Grep"]' in shown.stdout
+    bad = cli("update", "infra", "--allowed-tools", "[Read, Grep")
+    assert bad.returncode == 2 and "brackets only around the whole list" in bad.stderr
+
+
+# --- 11: bounds on timeouts and budgets ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--timeout", "99999999999999999999", "from 1 to 604800 (7 days)"),
+        ("--timeout", "1e3", "timeout must be a whole number of seconds"),
+        ("--timeout", "604801", "from 1 to 604800 (7 days)"),
+        ("--max-budget", "1e308", "max_budget_usd must be an amount of US dollars"),
+        ("--max-budget", "5000", "at most 1000"),
+    ],
+)
+def test_out_of_bounds_numbers_are_refused_and_nothing_is_written(commented, option, value, message):
+    before = commented.read_bytes()
+    out = cli("update", "infra", option, value)
+    assert out.returncode == 2, out
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert commented.read_bytes() == before
+
+
+# --- 12: names ---------------------------------------------------------------------------------
+
+
+def test_long_names_and_case_twins_are_refused_with_the_rule(commented, project):
+    before = commented.read_bytes()
+    long = cli("add", "n" * 300, str(project("x")), "-d", "x")
+    assert long.returncode == 2 and "1 to 64 characters" in long.stderr
+    twin = cli("add", "Infra", str(project("x")), "-d", "x")
+    assert twin.returncode == 1
+    assert "'infra' already exists; 'Infra' differs from it only in case" in twin.stderr
+    assert commented.read_bytes() == before
+    assert cli("add", "i" * 64, str(project("x")), "-d", "x").returncode == 0
+
+
+# --- 5: an agent that cannot run is a failure, and add/update refuse a mode claude refuses -----
+
+
+@pytest.fixture
+def mcp_fake(fake_claude, monkeypatch, tmp_path):
+    """A fake claude answering --version, --help (with its permission modes), `mcp get/add`."""
+    from test_cli_agents import HELP, MCP_BODY
+
+    monkeypatch.setenv("FAKE_MCP_STATE", str(tmp_path / "registered.json"))
+    monkeypatch.setenv("FAKE_HELP", HELP)
+    fake = fake_claude(MCP_BODY)
+    fake.state = tmp_path / "registered.json"
+    return fake
+
+
+def test_doctor_fails_an_agent_whose_mode_claude_refuses(mcp_fake, write_config, project):
+    mcp_fake.state.write_text(json.dumps([str(SCRIPT), "serve"]))
+    write_config(f"agents:\n  old:\n    directory: {project('old')}\n    permission_mode: default\n")
+    out = cli("doctor")
+    assert out.returncode == 1, out.stdout
+    assert "FAIL  agent old: cannot run: permission mode 'default' is not accepted" in out.stdout
+    assert "fix: agent-dispatch update old --permission-mode acceptEdits" in out.stdout
+    assert "All checks passed" not in out.stdout and "agent-dispatch test" not in out.stdout
+
+
+def test_add_and_update_refuse_a_mode_the_installed_claude_refuses(mcp_fake, write_config, project, config_path):
+    write_config(f"agents:\n  a:\n    directory: {project('a')}\n")
+    before = config_path.read_bytes()
+    added = cli("add", "b", str(project("b")), "-d", "x", "--permission-mode", "default")
+    assert added.returncode == 2
+    assert "'default' is not a permission mode the installed claude accepts; it accepts: acceptEdits, auto" \
+           in " ".join(added.stderr.split())
+    assert cli("update", "a", "--permission-mode", "default").returncode == 2
+    assert config_path.read_bytes() == before
+    assert cli("update", "a", "--permission-mode", "plan").returncode == 0
+
+
+# --- 6: a registration through a symlink to this same script is this agent-dispatch -----------
+
+
+def test_a_symlink_to_this_script_is_not_a_different_agent_dispatch(mcp_fake, write_config, project, tmp_path):
+    link_dir = tmp_path / "bin-link"
+    link_dir.mkdir()
+    (link_dir / "agent-dispatch").symlink_to(SCRIPT)
+    mcp_fake.state.write_text(json.dumps([str(link_dir / "agent-dispatch"), "serve"]))
+    write_config(f"agents:\n  a:\n    directory: {project('a')}\n")
+    doctor = cli("doctor")
+    assert doctor.returncode == 0, doctor.stdout
+    assert "not this agent-dispatch" not in doctor.stdout and "warn" not in doctor.stdout
+    init = cli("init")
+    assert init.returncode == 0 and "already registered" in init.stdout and "Note:" not in init.stdout
+    elsewhere = tmp_path / "other" / "agent-dispatch"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("#!/bin/sh\n")
+    elsewhere.chmod(0o755)
+    mcp_fake.state.write_text(json.dumps([str(elsewhere), "serve"]))
+    assert "not this agent-dispatch" in cli("doctor").stdout
