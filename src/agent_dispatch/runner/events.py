@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-EventKind = Literal["init", "text", "tool_use", "result"]
+EventKind = Literal["init", "text", "tool_use", "result", "retry"]
 
 TEXT_MAX = 4000  # characters of assistant text kept per event
 TOOL_INPUT_MAX = 200  # characters of a tool's input shown in a tool_use event
@@ -14,7 +14,8 @@ class StreamEvent(NamedTuple):
     """One thing the agent did, from a stream-json line (a tuple: cheap to make, immutable).
 
     kind `init` (session_id set), `text` (assistant text), `tool_use` (tool = name, text = a
-    short rendering of its input), `result` (text = the answer, is_error).
+    short rendering of its input), `result` (text = the answer, is_error), `retry` (the CLI is
+    retrying a failed API call; text says why).
     """
 
     kind: EventKind
@@ -29,6 +30,8 @@ class StreamEvent(NamedTuple):
             line = "session started"
         elif self.kind == "tool_use":
             line = f"{self.tool}: {self.text}" if self.text else self.tool
+        elif self.kind == "retry":
+            line = self.text
         elif self.kind == "result":
             line = ("error: " if self.is_error else "done: ") + self.text
         else:

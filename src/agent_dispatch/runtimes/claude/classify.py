@@ -39,7 +39,10 @@ _PERMISSION_RE = re.compile(
     re.IGNORECASE,
 )
 _PERMISSION_TOOL_RE = re.compile(r"permissions? to (?:use )?([A-Za-z][\w.-]*(?:\([^)\n]{0,200}\))?)")
-_LOGIN_RE = re.compile(r"not logged in|/login|invalid api key|authentication", re.IGNORECASE)
+_LOGIN_RE = re.compile(r"not logged in|/login|invalid (?:x-)?api[ -]key|authenticat|\b401\b|unauthori[sz]ed",
+                       re.IGNORECASE)
+LOGIN_HINT = ("Log in to Claude Code (run `claude` in a terminal and type /login), or set ANTHROPIC_API_KEY to a "
+              "valid key for the environment agent-dispatch runs in; then dispatch again.")
 _TOOL_NAME_RE = re.compile(r"[^\x00-\x1f\x7f]{1,300}")
 
 
@@ -143,10 +146,11 @@ def _failure_from_result(agent: EffectiveAgent | str, result: dict[str, Any], te
     reason = result.get("terminal_reason") if isinstance(result.get("terminal_reason"), str) else ""
     if not subtype.startswith("error"):
         subtype = ""
-    hint = "Resume the session to continue, or check the agent with `agent-dispatch test " + name + "`."
-    if _LOGIN_RE.search(everything):
-        hint = "Log the CLI in (run `claude` and /login in a terminal) or set ANTHROPIC_API_KEY."
-    elif subtype == "error_max_turns":
+    if status == 401 or result.get("api_error_type") == "authentication_error" or _LOGIN_RE.search(everything):
+        return CliFailure(f"claude is not logged in, or the API refused its key (HTTP 401): {said}", LOGIN_HINT)
+    hint = (f"Resume the session to continue; to see the CLI's own output, run `claude -p` by hand in "
+            f"{agent.directory if not isinstance(agent, str) else 'the agent directory'}.")
+    if subtype == "error_max_turns":
         hint = "The agent ran out of turns; resume the session to let it continue."
     elif reason == "prompt_too_long" or _TOO_LONG_RE.search(everything):
         hint = "The prompt is larger than the model's context window: shorten the task or context and dispatch again."
@@ -174,10 +178,21 @@ def _failure_without_result(name: str, outcome: RunOutcome) -> DispatchFailure:
         what += f"; exit code {code}"
     if stderr:
         what += f"; stderr: {stderr}"
-    hint = f"Run `agent-dispatch test {name}` to see what the CLI does in that directory."
     if _LOGIN_RE.search(stderr):
-        hint = "Log the CLI in (run `claude` and /login in a terminal) or set ANTHROPIC_API_KEY."
+        return CliFailure(f"claude is not logged in, or the API refused its key: {what}", LOGIN_HINT)
+    option = _REFUSED_OPTION_RE.search(stderr)
+    if option:
+        return CliFailure(
+            f"claude refused the command line agent-dispatch built: {what}",
+            f"Run `agent-dispatch doctor`: it checks every option and permission mode against this claude "
+            f"(for a refused permission mode: `agent-dispatch update {name} --permission-mode none`).",
+        )
+    hint = ("Run `agent-dispatch doctor`; to see the CLI's own output, run `claude -p` by hand in the agent's "
+            "directory.")
     return CliFailure(what, hint)
+
+
+_REFUSED_OPTION_RE = re.compile(r"option '[^']*' argument '[^']*' is invalid|unknown option|error: option", re.I)
 
 
 def classify(agent: EffectiveAgent | str, outcome: RunOutcome, response_format: str = "") -> DispatchResult:

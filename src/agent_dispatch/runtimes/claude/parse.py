@@ -26,6 +26,9 @@ RAW_MAX = 256 * 1024 * 1024  # json mode keeps at most this much output for a wh
 BIG_LINE = 2 * 1024 * 1024  # longer lines are parsed from their bytes (more than one read's worth)
 _HEAD = 40  # the start of a stream-json line, where the CLI puts its "type"
 _INPUT_KEYS = ("command", "file_path", "path", "pattern", "url", "query", "description", "prompt")
+# claude retries a refused login for minutes (10 attempts, about 3 min); a key that was refused
+# this many times in a row is not going to work, so a stream run ends there with the reason.
+AUTH_RETRIES_BEFORE_STOP = 3
 
 
 _new_event = functools.partial(tuple.__new__, StreamEvent)  # skips NamedTuple's argument handling
@@ -81,7 +84,35 @@ def events_from(obj: dict[str, Any]) -> list[StreamEvent]:
     if kind == "result":
         text = obj.get("result") if isinstance(obj.get("result"), str) else ""
         return [StreamEvent("result", _short(text, TEXT_MAX), session_id=session, is_error=obj.get("is_error") is True)]
+    if kind == "system" and obj.get("subtype") == "api_retry":
+        return [StreamEvent("retry", _retry_text(obj), session_id=session)]
     return []
+
+
+def _retry_text(obj: dict[str, Any]) -> str:
+    status = obj.get("error_status")
+    error = obj.get("error") if isinstance(obj.get("error"), str) else "error"
+    attempt, most = obj.get("attempt"), obj.get("max_retries")
+    what = f"HTTP {status} {error}" if isinstance(status, int) else error
+    count = f" (attempt {attempt} of {most})" if isinstance(attempt, int) and isinstance(most, int) else ""
+    return _short(f"the API refused the request: {what}; claude is retrying{count}", 300)
+
+
+def is_auth_failure(obj: dict[str, Any]) -> bool:
+    """Whether an `api_retry` line says the API refused the login (bad key, no login)."""
+    return obj.get("error_status") == 401 or obj.get("error") == "authentication_failed"
+
+
+def auth_result(obj: dict[str, Any]) -> dict[str, Any]:
+    """The result a run refused for its login ends with, when we stop claude's retries."""
+    status = obj.get("error_status") if isinstance(obj.get("error_status"), int) else 401
+    return {
+        "type": "result", "subtype": "error_authentication", "is_error": True, "api_error_status": status,
+        "terminal_reason": "authentication_failed", "session_id": obj.get("session_id"),
+        "result": f"the API refused claude's credentials (HTTP {status}, "
+                  f"{obj.get('error') or 'authentication_failed'}) {obj.get('attempt')} times in a row; "
+                  "the run was stopped instead of retrying for minutes",
+    }
 
 
 def load_object(line: bytes | bytearray | str) -> dict[str, Any] | None:
@@ -281,7 +312,7 @@ class OutputReader:
             elif '"assistant"' in head:
                 if '"type":"text"' in line or '"type": "text"' in line:
                     self._last_assistant = line
-            elif self.session_id is None and '"system"' in head:
+            elif '"system"' in head and (self.session_id is None or '"api_retry"' in line[:120]):
                 self._single(line)
         if batch:
             self._batch(batch)
@@ -330,6 +361,10 @@ class OutputReader:
             self._last_text = texts[-1] if texts else self._last_text
         if kind == "result":
             self._found(obj)
+        elif (kind == "system" and obj.get("subtype") == "api_retry" and self.result is None
+              and is_auth_failure(obj) and isinstance(obj.get("attempt"), int)
+              and obj["attempt"] >= AUTH_RETRIES_BEFORE_STOP):
+            self._found(auth_result(obj))
 
     def _deliver(self, event: StreamEvent) -> None:
         if event.kind == "text":
