@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,39 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(sys.executable).parent / "agent-dispatch"
+
+
+def on_terminal(*args: str, env: dict[str, str] | None = None, timeout: float = 90) -> tuple[int, str]:
+    """Run the console script with stdout and stderr on a pseudo-terminal; (exit code, all output)."""
+    import pty
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([str(SCRIPT), *args], stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
+                            env={**os.environ, **(env or {})})
+    os.close(slave)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the other side closed
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            elif proc.poll() is not None:
+                break
+        else:
+            proc.kill()
+            raise AssertionError(f"{args} did not finish within {timeout} s: {b''.join(chunks)!r}")
+    finally:
+        os.close(master)
+    return proc.wait(timeout=30), b"".join(chunks).decode("utf-8", errors="replace")
 
 
 def cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None,
@@ -161,3 +195,28 @@ def test_a_symlink_to_this_script_is_not_a_different_agent_dispatch(mcp_fake, wr
     elsewhere.chmod(0o755)
     mcp_fake.state.write_text(json.dumps([str(elsewhere), "serve"]))
     assert "not this agent-dispatch" in cli("doctor").stdout
+
+
+# --- 7: `test` on a terminal is never silent ------------------------------------------------------
+
+SLOW_STREAM = """
+import time
+prompt = read_prompt()
+record(prompt)
+if streaming():
+    emit({"type": "system", "subtype": "init", "session_id": session_id()})
+    emit({"type": "assistant", "message": {"content": [
+        {"type": "tool_use", "name": "Read", "input": {"file_path": "notes.md"}}]}})
+    time.sleep(2.5)
+emit_result("all read")
+"""
+
+
+def test_test_on_a_terminal_shows_elapsed_time_and_the_latest_activity(fake_claude, write_config, project):
+    fake_claude(SLOW_STREAM)
+    write_config(f"agents:\n  infra:\n    directory: {project('infra')}\n")
+    code, output = on_terminal("test", "infra", "read the notes")
+    assert code == 0, output
+    assert "infra:  " in output and "Read: notes.md" in output
+    assert re.search(r"infra:  [1-9]s  Read: notes\.md", output), output
+    assert "all read" in output

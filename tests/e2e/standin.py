@@ -47,6 +47,8 @@ class Reply:
     `match`: only for requests whose newest user message contains this text.
     `after_tool`: only for requests whose newest user message carries a tool_result.
     `times`: how many requests it answers (None = every matching request).
+    `retryable`: send an error without `x-should-retry: false`, so the CLI retries it as it
+    would a real API's (a 401 for minutes).
     """
 
     text: str = DEFAULT_TEXT
@@ -60,6 +62,7 @@ class Reply:
     times: int | None = 1
     input_tokens: int = 100
     output_tokens: int = 20
+    retryable: bool = False
 
 
 @dataclass
@@ -266,7 +269,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(
                 reply.status,
                 {"type": "error", "error": {"type": kind, "message": reply.error_message}},
-                {"x-should-retry": "false"},
+                {} if reply.retryable else {"x-should-retry": "false"},
             )
             return
         model = body.get("model") or "claude-sonnet-4-5"

@@ -106,3 +106,29 @@ def test_budget_stop_has_no_result_field(e2e):
     assert out["is_error"] is True and out["subtype"] == "error_max_budget_usd"
     assert "result" not in out
     assert any("budget" in error for error in out["errors"])
+
+
+def test_a_refused_login_is_retried_and_each_retry_is_a_stream_line(e2e):
+    """What lets a stream run name a 401 at once instead of after ~3 minutes of retries."""
+    import subprocess
+
+    e2e.standin.script(Reply(status=401, error_message="invalid x-api-key", times=None, retryable=True))
+    proc = subprocess.Popen([str(e2e.cli), "-p", "--output-format", "stream-json", "--verbose"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, cwd=e2e.home, env=e2e.env())
+    try:
+        proc.stdin.write("hello")
+        proc.stdin.close()
+        retries = []
+        for line in proc.stdout:
+            obj = json.loads(line)
+            if obj.get("type") == "system" and obj.get("subtype") == "api_retry":
+                retries.append(obj)
+                if len(retries) == 2:
+                    break
+    finally:
+        proc.kill()
+        proc.wait()
+    assert [r["attempt"] for r in retries] == [1, 2]
+    assert all(r["error_status"] == 401 and r["error"] == "authentication_failed" for r in retries)
+    assert retries[0]["max_retries"] >= 5

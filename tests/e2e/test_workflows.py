@@ -56,3 +56,19 @@ def test_cli_test_command_runs_one_dispatch(e2e):
     proc = e2e.agent_dispatch("test", "infra", "who are you")
     assert proc.returncode == 0, proc.stderr
     assert "I am the infra agent" in proc.stdout
+
+
+def test_cli_test_names_a_refused_login_within_seconds(e2e):
+    """claude retries a 401 for about three minutes; `test` stops it and says to log in."""
+    import time
+
+    e2e.add_agent("infra")
+    e2e.standin.script(Reply(status=401, error_message="invalid x-api-key", times=None, retryable=True))
+    began = time.monotonic()
+    proc = e2e.agent_dispatch("test", "infra", "who are you", timeout=120)
+    elapsed = time.monotonic() - began
+    assert proc.returncode == 1, proc
+    assert "failed (cli_error): claude is not logged in, or the API refused its key (HTTP 401)" in proc.stderr
+    assert "/login" in proc.stderr and "ANTHROPIC_API_KEY" in proc.stderr
+    assert elapsed < 60, f"took {elapsed:.0f} s"
+    assert 2 <= len(e2e.standin.scripted_requests()) <= 6

@@ -29,6 +29,7 @@ def serve() -> None:
 def test(name: str, task: str, stream: bool, as_json: bool) -> None:
     """Run one dispatch to agent NAME through the same path the MCP tools use, and show the result."""
     from agent_dispatch.cli import _stop as stop
+    from agent_dispatch.cli import live
     from agent_dispatch.dispatcher import Dispatcher, make_request
 
     dispatcher = Dispatcher()
@@ -38,10 +39,19 @@ def test(name: str, task: str, stream: bool, as_json: bool) -> None:
     async def progress(message: str) -> None:
         click.echo(click.style("… ", fg="cyan") + message, err=True)
 
+    async def quiet(message: str) -> None:
+        pass
+
     async def go():
+        # Always the stream path: what the agent does is seen as it happens (a refused login
+        # ends in seconds, not after minutes of the CLI's retries).
         if stream:
             return await dispatcher.dispatch_stream(req, progress)
-        return await dispatcher.dispatch(req, use_cache=False)
+        if live.wanted():
+            # A person at a terminal sees the elapsed time and the latest activity on one line.
+            return await live.run_with_status(
+                f"{name}:", lambda status: dispatcher.dispatch_stream(req, status, interval=0.5))
+        return await dispatcher.dispatch_stream(req, quiet, interval=1.0)
 
     result = stop.run(go)  # SIGTERM, SIGHUP and Ctrl-C end the agent's process tree first
     if as_json:
