@@ -144,7 +144,8 @@ def test_init_notes_a_registration_of_another_command(runner, mcp_claude):
     result = run(runner, "init")
     assert result.exit_code == 0
     assert "runs `/old/agent-dispatch serve`, not this agent-dispatch" in result.output
-    assert "claude mcp remove agent-dispatch -s user && agent-dispatch init" in result.output
+    link = Path(os.environ["HOME"]) / ".local" / "bin" / "agent-dispatch"  # not on PATH: typed in full
+    assert f"claude mcp remove agent-dispatch -s user && {link} init" in result.output
 
 
 def test_init_without_claude_prints_the_command(runner, monkeypatch, tmp_path, config_path):
@@ -224,8 +225,7 @@ def test_error_is_one_line_plus_a_fix(runner, project):
     result = run(runner, "remove", "ghost")
     assert result.stderr.splitlines() == [
         "Error: no agent named 'ghost'; no agents are registered",
-        "Hint: Run `agent-dispatch list` (or call list_agents) to see them; add one with "
-        "`agent-dispatch add NAME DIR`.",
+        "Hint: Run `agent-dispatch list` to see them; add one with `agent-dispatch add NAME DIR`.",
     ]
     assert result.stdout == ""
 

@@ -15,15 +15,17 @@ import pytest
 SCRIPT = Path(sys.executable).parent / "agent-dispatch"
 
 
-def on_terminal(*args: str, env: dict[str, str] | None = None, timeout: float = 90) -> tuple[int, str]:
-    """Run the console script with stdout and stderr on a pseudo-terminal; (exit code, all output)."""
+def on_terminal(*args: str, env: dict[str, str] | None = None, timeout: float = 90,
+                tty_stdin: bool = False, typed: bytes = b"") -> tuple[int, str]:
+    """Run the console script with stdout and stderr (and with `tty_stdin` stdin, where `typed` is
+    typed once something was printed) on a pseudo-terminal; (exit code, all output)."""
     import pty
     import select
     import time
 
     master, slave = pty.openpty()
-    proc = subprocess.Popen([str(SCRIPT), *args], stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
-                            env={**os.environ, **(env or {})})
+    proc = subprocess.Popen([str(SCRIPT), *args], stdin=slave if tty_stdin else subprocess.DEVNULL,
+                            stdout=slave, stderr=slave, env={**os.environ, **(env or {})})
     os.close(slave)
     chunks = []
     deadline = time.monotonic() + timeout
@@ -38,6 +40,10 @@ def on_terminal(*args: str, env: dict[str, str] | None = None, timeout: float = 
                 if not data:
                     break
                 chunks.append(data)
+                if typed:
+                    time.sleep(0.5)
+                    os.write(master, typed)
+                    typed = b""
             elif proc.poll() is not None:
                 break
         else:
@@ -218,5 +224,137 @@ def test_test_on_a_terminal_shows_elapsed_time_and_the_latest_activity(fake_clau
     code, output = on_terminal("test", "infra", "read the notes")
     assert code == 0, output
     assert "infra:  " in output and "Read: notes.md" in output
-    assert re.search(r"infra:  [1-9]s  Read: notes\.md", output), output
+    assert re.search(r"infra:  [1-9]s  [^\r]*Read: notes\.md", output), output
     assert "all read" in output
+
+
+# --- 13: the set-up command leaves `agent-dispatch` on PATH ---------------------------------------
+
+
+def test_init_links_agent_dispatch_into_a_fresh_home_and_says_what_to_type(mcp_fake, isolated_env, project):
+    home = isolated_env
+    link = home / ".local" / "bin" / "agent-dispatch"
+    bare_path = f"{Path(os.environ['AGENT_DISPATCH_CLAUDE']).parent}:/usr/bin:/bin"
+    first = cli("init", env={"PATH": bare_path})
+    assert first.returncode == 0, first.stderr
+    assert link.is_symlink() and os.path.samefile(link, SCRIPT)
+    assert f"{home}/.local/bin is not on your PATH yet" in first.stdout
+    [next_line] = [line for line in first.stdout.splitlines() if line.startswith("Next: ")]
+    command = next_line.split("`")[1]
+    assert command == f"{link} add NAME DIR"
+    typed = command.replace("NAME", "infra").replace("DIR", str(project("infra")))
+    assert subprocess.run(typed.split(), capture_output=True, env={**os.environ, "PATH": bare_path}).returncode == 0
+
+    on_path = f"{home}/.local/bin:{bare_path}"
+    again = cli("init", env={"PATH": on_path})
+    assert "Next: `agent-dispatch add NAME DIR`" in again.stdout and "Linked" not in again.stdout
+    by_name = subprocess.run(["agent-dispatch", "list"], capture_output=True, text=True,
+                             env={**os.environ, "PATH": on_path})
+    assert by_name.returncode == 0 and "infra" in by_name.stdout
+
+
+# --- 14: wording, exit codes and options a person expects ------------------------------------------
+
+
+def test_cli_errors_are_worded_for_the_command_line(fake_claude, write_config, project):
+    fake_claude()
+    write_config(f"agents:\n  infra:\n    directory: {project('infra')}\n    model: opus\n")
+    unknown = cli("test", "ghost")
+    assert unknown.returncode == 1 and "Run `agent-dispatch list`" in unknown.stderr
+    assert "list_agents" not in unknown.stderr and "tool" not in unknown.stderr
+    empty = cli("test", "infra", "  ")
+    assert empty.returncode == 2 and "the task is empty" in empty.stderr
+    blank = cli("update", "infra", "--model", "")
+    assert blank.returncode == 2 and "an empty value changes nothing" in blank.stderr
+    assert "nothing to change" not in blank.stderr
+    missing = cli("cancel", "0" * 32)
+    assert missing.returncode == 1 and missing.stderr.startswith("Error: no job 00000000")
+    both = cli("gc", "--days", "1", "--all")
+    assert both.returncode == 2 and "--days and --all exclude each other" in both.stderr
+
+
+def test_update_directory_moves_an_agent_and_keeps_its_settings(write_config, project, config_path):
+    write_config(f"agents:\n  infra:\n    directory: {project('old')}\n    model: opus   # mine\n")
+    moved = cli("update", "infra", "--directory", str(project("new")))
+    assert moved.returncode == 0, moved.stderr
+    assert config_path.read_text() == f"agents:\n  infra:\n    directory: {project('new')}\n    model: opus   # mine\n"
+    gone = cli("update", "infra", "--directory", str(project("new") / "nope"))
+    assert gone.returncode == 2 and "does not exist" in gone.stderr
+
+
+# --- 15: --json everywhere, prefixes, NO_COLOR, English, stdin, serve ------------------------------
+
+
+def test_every_data_command_answers_json_and_so_do_its_errors(mcp_fake, write_config, project):
+    mcp_fake.state.write_text(json.dumps([str(SCRIPT), "serve"]))
+    write_config("agents: {}\n")
+    added = json.loads(cli("add", "infra", str(project("infra")), "-d", "Infra", "--json").stdout)
+    assert added == {"name": "infra", "directory": str(project("infra")), "description": "Infra"}
+    updated = json.loads(cli("update", "infra", "--timeout", "60", "--json").stdout)
+    assert updated["timeout"] == 60 and updated["name"] == "infra"
+    doctor = json.loads(cli("doctor", "--json").stdout)
+    assert doctor["ok"] is True and {c["status"] for c in doctor["checks"]} == {"ok"}
+    assert json.loads(cli("gc", "--json").stdout) == {"deleted": 0}
+    assert json.loads(cli("gc", "--dry-run", "--json").stdout) == {"deleted": 0, "would_delete": 0}
+    assert json.loads(cli("remove", "infra", "--json").stdout) == {"removed": "infra",
+                                                                    "directory": str(project("infra"))}
+    failed = cli("remove", "infra", "--json")
+    assert failed.returncode == 1 and failed.stderr == ""
+    assert json.loads(failed.stdout)["error"] == "no agent named 'infra'; no agents are registered"
+    usage = cli("update", "infra", "--timeout", "soon", "--json")
+    assert usage.returncode == 2 and json.loads(usage.stdout)["usage_error"] is True
+    parse = cli("jobs", "--limit", "0", "--json")
+    assert parse.returncode == 2 and "--limit" in json.loads(parse.stdout)["error"]
+    cancelled = cli("cancel", "a" * 32, "--json")
+    assert cancelled.returncode == 1 and json.loads(cancelled.stdout)["outcome"] == "not_found"
+
+
+def test_job_ids_may_be_shortened_like_git(write_config, project):
+    import uuid
+
+    from agent_dispatch.config import jobs_dir
+    from agent_dispatch.jobs import JobStore
+    from agent_dispatch.models import DispatchResult, Job
+
+    write_config(f"agents:\n  infra:\n    directory: {project('infra')}\n")
+    store = JobStore(jobs_dir())
+    ids = ["abcd" + uuid.uuid4().hex[4:], "abce" + uuid.uuid4().hex[4:], "abcf" + uuid.uuid4().hex[4:]]
+    for job_id in ids:
+        store.create(Job(id=job_id, status="done", agent="infra", task="t", created_at=1.0, completed_at=2.0,
+                         result=DispatchResult(agent="infra", success=True, result="fine")))
+    shown = cli("job", ids[0][:6])
+    assert shown.returncode == 0 and f"job:       {ids[0]}" in shown.stdout
+    assert "outcome:   succeeded" in shown.stdout and "True" not in shown.stdout
+    ambiguous = cli("job", "abc")  # shorter than 4: a malformed id
+    assert ambiguous.returncode == 2
+    ambiguous = cli("cancel", "abc0")
+    assert ambiguous.returncode == 1 and "no job id starts with abc0" in ambiguous.stderr
+    store.create(Job(id=ids[0][:8] + "0" * 24, status="pending", agent="infra", task="t", created_at=3.0))
+    twice = cli("job", ids[0][:8])
+    assert twice.returncode == 2 and "more than one job id" in twice.stderr
+    assert "Nothing to do: the job is already done." in cli("cancel", ids[1][:5]).stdout
+
+
+def test_no_color_is_honoured_on_a_terminal(fake_claude, write_config, project):
+    fake_claude()
+    write_config(f"agents:\n  infra:\n    directory: {project('infra')}\n")
+    _, coloured = on_terminal("test", "infra", "hi")
+    assert "\x1b[" in coloured
+    code, plain = on_terminal("test", "infra", "hi", env={"NO_COLOR": "1"})
+    assert code == 0 and "echo: hi" in plain and "\x1b" not in plain
+    assert "1 turn ·" in plain and "turns" not in plain
+
+
+def test_test_reads_the_task_from_stdin_with_a_dash(fake_claude, write_config, project):
+    fake = fake_claude()
+    write_config(f"agents:\n  infra:\n    directory: {project('infra')}\n")
+    out = cli("test", "infra", "-", stdin="a task\nof two lines\n")
+    assert out.returncode == 0, out.stderr
+    assert fake.runs()[0]["stdin"] == "a task\nof two lines\n"
+
+
+def test_serve_on_a_terminal_says_what_it_is(write_config):
+    write_config("agents: {}\n")
+    code, output = on_terminal("serve", tty_stdin=True, typed=b"\x04", timeout=60)
+    assert "speaks MCP (JSON-RPC) on stdin and stdout" in output
+    assert "agent-dispatch init" in output and "claude mcp add -s user agent-dispatch --" in output

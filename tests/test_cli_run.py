@@ -89,8 +89,9 @@ def test_jobs_job_gc(agent):
     pending = make_job("pending")
     listing = run("jobs")
     assert listing.exit_code == 0
-    ids = [line.split()[0] for line in listing.output.splitlines()]
-    assert ids == [pending.id, done.id, old.id]
+    header, *rows = listing.output.splitlines()
+    assert header.split() == ["ID", "STATUS", "CREATED", "AGENT", "TASK"]
+    assert [line.split()[0] for line in rows] == [pending.id, done.id, old.id]
     as_json = json.loads(run("jobs", "--status", "done", "--json").output)
     assert [j["id"] for j in as_json] == [done.id] and as_json[0]["success"] is True
 
@@ -105,7 +106,7 @@ def test_jobs_job_gc(agent):
     assert [j["id"] for j in json.loads(run("jobs", "--json").output)] == [pending.id]
 
 
-@pytest.mark.parametrize("bad", ["../etc/passwd", "A" * 32, "a" * 31, "a" * 33])
+@pytest.mark.parametrize("bad", ["../etc/passwd", "A" * 32, "a" * 3, "a" * 33, "ABCD", "abc-"])
 def test_hostile_ids_are_usage_errors(agent, bad):
     for command in ("job", "cancel"):
         out = run(command, bad)
@@ -138,8 +139,11 @@ def test_job_of_a_dead_server_is_resolved_by_the_cli(agent):
 
 
 def test_cancel_unknown_job_says_not_found(agent):
-    out = run("cancel", uuid.uuid4().hex)
-    assert out.exit_code == 1 and "No job" in out.output
+    missing = uuid.uuid4().hex
+    out = run("cancel", missing)
+    assert out.exit_code == 1 and out.stderr.startswith(f"Error: no job {missing}\nHint: Run `agent-dispatch jobs`")
+    assert json.loads(run("cancel", missing, "--json").stdout) == {
+        "outcome": "not_found", "hint": "No job has this id; dispatch_jobs lists the known ones."}
 
 
 def test_missing_configured_claude_is_named(agent, monkeypatch):

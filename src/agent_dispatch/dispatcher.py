@@ -108,6 +108,7 @@ class Dispatcher:
             raise AgentNotFoundError(
                 f"unknown agent {shown!r}; available agents: {available}",
                 "Call list_agents to see them, or register one with add_agent / `agent-dispatch add NAME DIR`.",
+                "Run `agent-dispatch list` to see them, or register one with `agent-dispatch add NAME DIR`.",
             )
         return EffectiveAgent.resolve(name, cfg.agents[name], cfg.settings)
 

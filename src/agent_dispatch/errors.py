@@ -30,14 +30,20 @@ from typing import ClassVar
 
 
 class AgentDispatchError(Exception):
-    """Base of every error this package raises on purpose."""
+    """Base of every error this package raises on purpose.
+
+    `hint` is worded for the calling model (tool names); `cli_hint`, when set, is the same advice
+    worded for a person at the command line, which the CLI prints instead.
+    """
 
     default_hint: ClassVar[str] = ""
+    default_cli_hint: ClassVar[str] = ""
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, cli_hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint if hint is not None else self.default_hint
+        self.cli_hint = cli_hint if cli_hint is not None else (self.default_cli_hint if hint is None else "")
 
     def envelope(self) -> dict[str, str]:
         """The contract's tool-level error envelope."""
@@ -53,6 +59,7 @@ class ConfigError(AgentDispatchError):
 
 class AgentNotFoundError(AgentDispatchError):
     default_hint = "Call list_agents to see the registered agents, or add one with `agent-dispatch add`."
+    default_cli_hint = "Run `agent-dispatch list` to see the agents; add one with `agent-dispatch add NAME DIR`."
 
 
 class AgentExistsError(AgentDispatchError):
@@ -69,14 +76,17 @@ class GroupExistsError(AgentDispatchError):
 
 class BadArgumentError(AgentDispatchError):
     default_hint = "Check the tool's parameter description and call it again."
+    default_cli_hint = "Check the value given; `agent-dispatch COMMAND --help` describes each option."
 
 
 class JobNotFoundError(AgentDispatchError):
     default_hint = "Call dispatch_jobs to list known jobs."
+    default_cli_hint = "Run `agent-dispatch jobs` to list the known jobs."
 
 
 class JobRecordError(AgentDispatchError):
     default_hint = "The job record is damaged; inspect it in the jobs directory, or remove it with dispatch_gc."
+    default_cli_hint = "The job record is damaged; inspect it in the jobs directory, or delete it: `agent-dispatch gc`."
 
 
 class DispatchFailure(AgentDispatchError):

@@ -81,6 +81,7 @@ ACTIVE_STATUSES: tuple[str, ...] = ("pending", "running")
 _INDEX = ".index"
 _LOCK = ".lock"
 _TMP_PREFIX = ".tmp-"
+JOB_ID_PREFIX_RE = re.compile(r"[0-9a-f]{1,32}")  # what `ids_starting_with` compares names against
 _STALE_TMP_SECONDS = 3600.0
 # A directory mtime this recent may not show a change made in the same clock tick: checked again.
 _RACY_NS = 100_000_000
@@ -103,6 +104,7 @@ class TransitionRefused(JobRecordError):
     """The job cannot move to `to_status` from where it is; `job` is its current record."""
 
     default_hint = "Call dispatch_status to see the job's current state."
+    default_cli_hint = "Run `agent-dispatch job ID` to see the job's current state."
 
     def __init__(self, job: Job, to_status: str | None, message: str | None = None) -> None:
         target = to_status or "be changed"
@@ -394,7 +396,20 @@ class JobStore:
         self._reconciled_names()
         return self._marker_count - before
 
-    # --- records ----------------------------------------------------------------------------
+    def ids_starting_with(self, prefix: str, limit: int = 10) -> list[str]:
+        """Ids of the records whose id starts with `prefix` (lowercase hex), at most `limit`,
+        sorted. Only directory entry names are compared: `prefix` never becomes a path."""
+        if not isinstance(prefix, str) or not prefix or JOB_ID_PREFIX_RE.fullmatch(prefix) is None:
+            return []
+        found = []
+        for entry in os.scandir(self.directory):
+            name = entry.name
+            if name.endswith(".json") and name.startswith(prefix) and is_valid_job_id(name[:-5]):
+                found.append(name[:-5])
+                if len(found) > limit:
+                    break
+        return sorted(found)[:limit]
+
     # --- records ----------------------------------------------------------------------------
 
     def _record(self, job_id: str) -> Path:

@@ -58,4 +58,8 @@ _register()
 
 
 def main() -> None:
-    cli(prog_name="agent-dispatch")
+    import os
+
+    # NO_COLOR (https://no-color.org): any non-empty value turns styling off, even on a terminal.
+    color = False if os.environ.get("NO_COLOR") else None
+    cli(prog_name="agent-dispatch", color=color)

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from agent_dispatch.cli._common import echo_error, usage_errors
+from agent_dispatch.cli._common import echo_error, echo_json, json_option, usage_errors
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,9 +59,17 @@ def _agent_options(clearing: bool) -> Callable[[F], F]:
     return decorate
 
 
+_OPTION_NAMES = {"max_budget": "--max-budget", "description": "--description"}
+
+
 def _changes(**values: Any) -> Any:
     from agent_dispatch.config import AgentChanges
 
+    for key, value in values.items():
+        if isinstance(value, str) and not value.strip():
+            option = _OPTION_NAMES.get(key, "--" + key.replace("_", "-"))
+            raise click.BadParameter('an empty value changes nothing; pass a value, or "none" to clear it.',
+                                     param_hint=option)
     with usage_errors():
         return AgentChanges.from_inputs(
             description=values["description"],
@@ -106,13 +114,14 @@ def _check_name(name: str) -> None:
 
 @click.command()
 def init() -> None:
-    """Create the config and register with Claude Code.
+    """Create the config, register with Claude Code, and put agent-dispatch on PATH.
 
-    An existing config is never overwritten; an existing registration is left as it is.
+    An existing config is never overwritten; an existing registration is left as it is. When
+    `agent-dispatch` on PATH is not this one, ~/.local/bin/agent-dispatch is linked to it.
     """
     from agent_dispatch import config
-    from agent_dispatch.cli import doctor
-    from agent_dispatch.errors import AgentDispatchError, ConfigError
+    from agent_dispatch.cli import doctor, onpath
+    from agent_dispatch.errors import ConfigError
 
     store = config.ConfigStore()
     if store.create():
@@ -124,7 +133,23 @@ def init() -> None:
         except ConfigError as exc:  # registering still helps; the config needs fixing either way
             echo_error(exc.message, exc.hint, label="Warning")
 
-    args = doctor.registration_args(doctor.server_command())
+    server = doctor.server_command()
+    typed = "agent-dispatch"
+    if server[0].endswith("agent-dispatch"):
+        typed, told = onpath.ensure_on_path(server[0])
+        for line in told:
+            click.echo(line)
+    _register(server, typed)
+    click.echo(f"Next: `{typed} add NAME DIR`, then start a new Claude Code session and ask it to list the agents.")
+
+
+def _register(server: list[str], typed: str) -> None:
+    """Register `server` with Claude Code (user scope) unless a registration is there."""
+    from agent_dispatch import config
+    from agent_dispatch.cli import doctor
+    from agent_dispatch.errors import AgentDispatchError
+
+    args = doctor.registration_args(server)
     claude = config.claude_command()
     if claude is None:
         click.echo("Claude Code's `claude` command was not found, so agent-dispatch is not registered yet.")
@@ -135,10 +160,10 @@ def init() -> None:
     if current.ok:
         shown = doctor.registered_command(current.out)
         click.echo(f"agent-dispatch is already registered with Claude Code{f' ({shown})' if shown else ''}.")
-        ours = " ".join(doctor.server_command())
-        if shown and not doctor.same_command(shown, doctor.server_command()):
-            click.echo(f"Note: that registration runs `{shown}`, not this agent-dispatch (`{ours}`). To switch:")
-            click.echo(f"  claude mcp remove {doctor.SERVER_NAME} -s user && agent-dispatch init")
+        if shown and not doctor.same_command(shown, server):
+            click.echo(f"Note: that registration runs `{shown}`, not this agent-dispatch (`{' '.join(server)}`). "
+                       "To switch:")
+            click.echo(f"  claude mcp remove {doctor.SERVER_NAME} -s user && {typed} init")
         return
     added = doctor.run_claude(claude, *args, timeout=doctor.MCP_TIMEOUT)
     if not added.ok:
@@ -146,14 +171,19 @@ def init() -> None:
                                  f"Run it by hand: {shlex.join([claude, *args])}")
     command = shlex.join(args[args.index("--") + 1 :])
     click.echo(f"Registered agent-dispatch with Claude Code for all your projects: {command}")
-    click.echo("Next: `agent-dispatch add NAME DIR`, then ask Claude Code to call list_agents.")
+
+
+def _agent_json(name: str, agent: Any) -> dict[str, Any]:
+    """The stored agent as add_agent / update_agent answer it."""
+    return {"name": name, **agent.model_dump(exclude_none=True)}
 
 
 @click.command()
 @click.argument("name")
 @click.argument("directory")
 @_agent_options(clearing=False)
-def add(name: str, directory: str, **options: Any) -> None:
+@json_option("Print the stored agent as JSON (errors too).")
+def add(name: str, directory: str, as_json: bool, **options: Any) -> None:
     """Register project DIRECTORY as agent NAME."""
     from agent_dispatch import config
 
@@ -162,6 +192,9 @@ def add(name: str, directory: str, **options: Any) -> None:
     proposed = None if options["runtime"] else config.suggest_runtime(directory)
     _check_mode(changes)
     agent = config.add_agent_with_changes(config.ConfigStore(), name, directory, "", changes)
+    if as_json:
+        echo_json(_agent_json(name, agent))
+        return
     click.echo(f"Added agent {name!r}: " + (f"{agent.host}:{agent.directory}" if agent.host else agent.directory))
     if proposed is not None and agent.runtime == proposed[0]:
         click.echo(f"Runtime: {agent.runtime} (proposed: {proposed[1]}; choose another with --runtime)")
@@ -174,7 +207,8 @@ def add(name: str, directory: str, **options: Any) -> None:
 @click.argument("name")
 @click.option("--directory", metavar="DIR", help="Move the agent to another existing project directory.")
 @_agent_options(clearing=True)
-def update(name: str, **options: Any) -> None:
+@json_option("Print the updated agent as JSON (errors too).")
+def update(name: str, as_json: bool, **options: Any) -> None:
     """Change agent NAME.
 
     Pass only the options to change; "none" clears a field (back to the default).
@@ -185,7 +219,10 @@ def update(name: str, **options: Any) -> None:
     if not changes:
         raise click.UsageError("nothing to change: pass at least one option (see `agent-dispatch update --help`).")
     _check_mode(changes)
-    config.update_agent(config.ConfigStore(), name, changes)
+    agent = config.update_agent(config.ConfigStore(), name, changes)
+    if as_json:
+        echo_json(_agent_json(name, agent))
+        return
     click.echo(f"Updated agent {name!r}:")
     for line in changes.summary():
         click.echo(f"  {line}")
@@ -193,12 +230,16 @@ def update(name: str, **options: Any) -> None:
 
 @click.command()
 @click.argument("name")
-def remove(name: str) -> None:
+@json_option("Print {removed: NAME, directory} as JSON (errors too).")
+def remove(name: str, as_json: bool) -> None:
     """Unregister agent NAME (its directory is not touched)."""
     from agent_dispatch import config
 
     store = config.ConfigStore()
     agent = config.remove_agent(store, name)
+    if as_json:
+        echo_json({"removed": name, "directory": agent.directory})
+        return
     click.echo(f"Removed agent {name!r} ({agent.directory}); the directory itself was not touched.")
     groups = [group for group, spec in store.load().groups.items() if spec.member(name) is not None]
     for group in groups:  # the membership stays (listed as unknown) until the group is changed
@@ -212,7 +253,7 @@ def _tools(value: list[str]) -> str:
 
 
 @click.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print the list_agents answer as JSON.")
+@json_option("Print the list_agents answer as JSON (errors too).")
 def list_agents(as_json: bool) -> None:
     """List every agent with its health and full directory."""
     from agent_dispatch import config
@@ -220,7 +261,7 @@ def list_agents(as_json: bool) -> None:
     store = config.ConfigStore()
     items = config.list_agents(store)
     if as_json:
-        click.echo(json.dumps(items, indent=2, ensure_ascii=False))
+        echo_json(items)
         return
     if not items:
         click.echo(f"No agents in {store.path}. Add one with: agent-dispatch add NAME DIR")
@@ -262,7 +303,7 @@ def _tool_state(value: list[str] | None, defaults: list[str]) -> str:
 
 @click.command()
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print the inspect_agent answer as JSON.")
+@json_option("Print the inspect_agent answer as JSON (errors too).")
 @click.option("--preview-lines", type=click.IntRange(0, 200), default=0, show_default=True,
               help="Also show the first lines of CLAUDE.md and the README.")
 def describe(name: str, as_json: bool, preview_lines: int) -> None:
@@ -277,7 +318,7 @@ def describe(name: str, as_json: bool, preview_lines: int) -> None:
     settings = loaded.settings
     info = config.agent_inspection(name, agent, settings, preview_lines)
     if as_json:
-        click.echo(json.dumps(info, indent=2, ensure_ascii=False))
+        echo_json(info)
         return
 
     def default(value: object, unset: str) -> str:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import click
 
+from agent_dispatch.cli._common import echo_json, json_option
+
 if TYPE_CHECKING:
     from agent_dispatch.config import ConfigStore
     from agent_dispatch.models import AppConfig
@@ -157,26 +159,37 @@ def registration_problem(mcp_get_output: str) -> str | None:
 
 
 class _Report:
-    def __init__(self) -> None:
+    """Prints each check as it is made, or (`quiet`, for --json) only collects them in `checks`."""
+
+    def __init__(self, quiet: bool = False) -> None:
         self.failures = 0
         self.warnings = 0
+        self.quiet = quiet
+        self.checks: list[dict[str, str]] = []
 
     def ok(self, message: str) -> None:
-        click.echo(f"{click.style('ok  ', fg='green')}  {message}")
+        self.checks.append({"status": "ok", "message": message})
+        if not self.quiet:
+            click.echo(f"{click.style('ok  ', fg='green')}  {message}")
 
     def warn(self, message: str, fix: str) -> None:
         self.warnings += 1
-        click.echo(f"{click.style('warn', fg='yellow')}  {message}")
-        click.echo(f"      fix: {fix}")
+        self.checks.append({"status": "warn", "message": message, "fix": fix})
+        if not self.quiet:
+            click.echo(f"{click.style('warn', fg='yellow')}  {message}")
+            click.echo(f"      fix: {fix}")
 
     def fail(self, message: str, fix: str) -> None:
         self.failures += 1
-        click.echo(f"{click.style('FAIL', fg='red', bold=True)}  {message}")
-        click.echo(f"      fix: {fix}")
+        self.checks.append({"status": "fail", "message": message, "fix": fix})
+        if not self.quiet:
+            click.echo(f"{click.style('FAIL', fg='red', bold=True)}  {message}")
+            click.echo(f"      fix: {fix}")
 
 
 @click.command()
-def doctor() -> None:
+@json_option("Print {ok, failures, warnings, checks: [{status, message, fix?}]} as JSON.")
+def doctor(as_json: bool) -> None:
     """Check claude, the registration, the config and every agent.
 
     Also checks the options and permission modes the installed claude accepts. Every problem
@@ -184,7 +197,7 @@ def doctor() -> None:
     """
     from agent_dispatch import config
 
-    report = _Report()
+    report = _Report(quiet=as_json)
     modes = _check_claude(report, config.claude_command())
     store = config.ConfigStore()
     loaded = _check_config(report, store)
@@ -193,6 +206,10 @@ def doctor() -> None:
         from agent_dispatch.cli.doctor_runtimes import check_runtimes
 
         check_runtimes(report, loaded)
+    if as_json:
+        echo_json({"ok": not report.failures, "failures": report.failures, "warnings": report.warnings,
+                   "checks": report.checks})
+        raise click.exceptions.Exit(1 if report.failures else 0)
     if report.failures:
         click.echo(f"\n{report.failures} problem(s) found" + (f", {report.warnings} warning(s)." if report.warnings
                                                               else "."))

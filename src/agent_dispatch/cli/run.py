@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
-from agent_dispatch.cli._common import boundary
+from agent_dispatch.cli._common import boundary, echo_json, json_option
 
 DEFAULT_TEST_TASK = "In two sentences: who are you, and what is this project?"
+
+
+SERVE_ON_A_TERMINAL = """\
+agent-dispatch serve speaks MCP (JSON-RPC) on stdin and stdout; Claude Code starts it, a person
+does not type into it. To register it with Claude Code for all your projects, run
+  agent-dispatch init
+(or: claude mcp add -s user agent-dispatch -- {command}); then start a new Claude Code session.
+Still serving on this terminal; press Ctrl-D or Ctrl-C to stop."""
 
 
 @click.command()
 def serve() -> None:
     """Serve the MCP tools over stdio (Claude Code starts this; see `agent-dispatch init`)."""
+    if sys.stdin.isatty():
+        from agent_dispatch.cli import doctor
+
+        click.echo(SERVE_ON_A_TERMINAL.format(command=" ".join(doctor.server_command())), err=True)
     from agent_dispatch.server import serve as run_server
 
     run_server()
@@ -24,13 +35,22 @@ def serve() -> None:
 @click.argument("name")
 @click.argument("task", required=False, default=DEFAULT_TEST_TASK)
 @click.option("--stream", is_flag=True, help="Show what the agent is doing while it works.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result object as JSON.")
+@json_option("Print the result object as JSON (errors too).")
 @boundary
 def test(name: str, task: str, stream: bool, as_json: bool) -> None:
-    """Run one dispatch to agent NAME through the same path the MCP tools use, and show the result."""
+    """Run one dispatch to agent NAME through the same path the MCP tools use, and show the result.
+
+    TASK defaults to a short self-description; `-` reads it from standard input.
+    """
     from agent_dispatch.cli import _stop as stop
     from agent_dispatch.cli import live
     from agent_dispatch.dispatcher import Dispatcher, make_request
+
+    if task == "-":
+        task = click.get_text_stream("stdin").read()
+    if not task.strip():
+        raise click.BadParameter("the task is empty; say what the agent should do (or leave TASK out).",
+                                 param_hint="TASK")
 
     dispatcher = Dispatcher()
     req = make_request(agent=name, task=task)
@@ -55,7 +75,7 @@ def test(name: str, task: str, stream: bool, as_json: bool) -> None:
 
     result = stop.run(go)  # SIGTERM, SIGHUP and Ctrl-C end the agent's process tree first
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+        echo_json(result.to_json())
     elif result.success:
         click.echo(result.result)
         _footer(result)
@@ -79,7 +99,7 @@ def _footer(result) -> None:
     if result.cost_usd is not None:
         bits.append(f"${result.cost_usd:.4f}")
     if result.num_turns is not None:
-        bits.append(f"{result.num_turns} turns")
+        bits.append(f"{result.num_turns} turn{'' if result.num_turns == 1 else 's'}")
     if result.session_id:
         bits.append(f"session {result.session_id}")
     if getattr(result, "host", None):

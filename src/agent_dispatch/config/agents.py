@@ -407,7 +407,8 @@ def agent_not_found(name: object, available: list[str]) -> AgentNotFoundError:
     listed = ", ".join(available[:100]) + (f" (and {len(available) - 100} more)" if len(available) > 100 else "")
     return AgentNotFoundError(
         f"no agent named {shown!r}; " + (f"available agents: {listed}" if available else "no agents are registered"),
-        "Run `agent-dispatch list` (or call list_agents) to see them; add one with `agent-dispatch add NAME DIR`.",
+        "Call list_agents to see them; add one with add_agent or `agent-dispatch add NAME DIR`.",
+        "Run `agent-dispatch list` to see them; add one with `agent-dispatch add NAME DIR`.",
     )
 
 
