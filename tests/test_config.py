@@ -576,7 +576,7 @@ def test_update_and_remove_unknown_agent_name_the_available_ones(store, project)
         with pytest.raises(AgentNotFoundError) as caught:
             call()
         assert caught.value.message == "no agent named 'gamma'; available agents: alpha, beta"
-        assert "agent-dispatch list" in caught.value.hint
+        assert "list_agents" in caught.value.hint and "agent-dispatch list" in caught.value.cli_hint
     with pytest.raises(BadArgumentError, match="nothing to update"):
         config.update_agent(store, "alpha", AgentChanges())
     assert store.path.read_bytes() == before

@@ -18,10 +18,7 @@ import io
 import re
 from typing import Any
 
-# (mapping, sequence, offset) indentations tried in turn: the first that reproduces the file
-# unchanged is the author's style. The last one is the style of files we create.
-_INDENTS = ((2, 2, 0), (2, 4, 2), (4, 4, 0), (4, 6, 2), (3, 3, 0), (3, 5, 2))
-_NEW_FILE_INDENT = (2, 4, 2)
+_NEW_FILE_INDENT = (2, 4, 2)  # (mapping, sequence, offset) of files we create
 _DEEPEST = 50  # nesting we follow to find where a trailing comment is kept
 
 
@@ -45,40 +42,76 @@ def _dump(yaml: Any, doc: Any) -> str:
     return out.getvalue()
 
 
+def _detect_indent(text: str) -> tuple[int, int, int]:
+    """(mapping, sequence, offset) indentation of the author's file, read from its lines: the
+    first key indented under another gives the mapping step, the first `- ` item under a `key:`
+    line the dash offset. A file without block lists gets the usual `key:` + 2 + `- ` style."""
+    mapping = offset = None
+    previous: tuple[int, bool] | None = None  # (indent, ends with ':') of the last content line
+    for line in text.splitlines():
+        stripped = line.lstrip(" ")
+        if not stripped or stripped.startswith("#") or line.startswith("\t"):
+            continue
+        indent = len(line) - len(stripped)
+        if previous is not None and previous[1]:
+            if stripped.startswith("- ") or stripped == "-":
+                offset = indent - previous[0] if offset is None else offset
+            elif mapping is None and indent > previous[0]:
+                mapping = indent - previous[0]
+        body = stripped.split(" #", 1)[0].rstrip()
+        previous = (indent, body.endswith(":") and not stripped.startswith("- "))
+        if mapping is not None and offset is not None:
+            break
+    mapping = mapping if mapping and mapping <= 8 else 2
+    offset = offset if offset is not None and 0 <= offset <= 8 else mapping
+    return mapping, offset + 2, offset
+
+
 def _load_styled(text: str) -> tuple[Any, Any] | None:
-    """(yaml, document) with the indentation that reproduces `text`, or None when ruamel cannot
-    parse it or the top is not a mapping."""
+    """(yaml, document) set up with the author's indentation, or None when ruamel cannot parse
+    `text` or its top is not a mapping."""
     from ruamel.yaml.comments import CommentedMap
 
-    body = text.removeprefix("\ufeff")
-    first: tuple[Any, Any] | None = None
-    for indent in _INDENTS:
-        yaml = _yaml(indent)
-        try:
-            doc = yaml.load(body)
-        except Exception:  # noqa: BLE001 (any parse failure: fall back to a fresh write)
-            return None
-        if not isinstance(doc, CommentedMap):
-            return None
-        if first is None:
-            first = (yaml, doc)
-        if _dump(yaml, doc) == body:
-            return yaml, doc
-    return first
+    yaml = _yaml(_detect_indent(text))
+    try:
+        doc = yaml.load(text.removeprefix("\ufeff"))
+    except Exception:  # noqa: BLE001 (any parse failure: the caller writes the file afresh)
+        return None
+    return (yaml, doc) if isinstance(doc, CommentedMap) else None
 
 
-def render(text: str | None, before: dict[str, Any], after: dict[str, Any]) -> str | None:
+def prepare() -> None:
+    """Import the round-trip library now (a writer calls this before taking the config lock, so
+    the lock is not held while a cold import runs)."""
+    import ruamel.yaml  # noqa: F401
+
+
+def render(text: str | None, before: dict[str, Any], after: dict[str, Any],
+           reuse: dict[str, Any] | None = None) -> str | None:
     """`text` changed from meaning `before` to meaning `after`, everything else kept; None when
-    the text cannot be edited in place (empty, unparsable by the round-trip parser, not a mapping)."""
+    the text cannot be edited in place (empty, unparsable by the round-trip parser, not a mapping).
+
+    `reuse`, a dict the caller keeps between calls, holds the parsed document of the text this
+    returned last: when the next `text` is exactly that (nobody else wrote the file since), the
+    slow round-trip parse is skipped.
+    """
     if not text or not text.strip():
         return None
-    loaded = _load_styled(text)
-    if loaded is None:
-        return None
-    yaml, doc = loaded
+    if reuse is not None and reuse.get("text") == text:
+        yaml, doc = reuse["yaml"], reuse["doc"]
+    else:
+        loaded = _load_styled(text)
+        if loaded is None:
+            return None
+        yaml, doc = loaded
+    if reuse is not None:
+        reuse.clear()  # the document is about to change: only a finished edit may be reused
     _merge(doc, before, after, 0)
     out = _dump(yaml, doc)
-    return ("\ufeff" + out) if text.startswith("\ufeff") else out
+    out = ("\ufeff" + out) if text.startswith("\ufeff") else out
+    if reuse is not None:
+        reuse.update(text=out, yaml=yaml, doc=doc)
+    return out
 
 
 def fresh_text(data: dict[str, Any], header: str = "") -> str:

@@ -219,6 +219,7 @@ class ConfigStore:
     def __init__(self, path: Path | str | None = None) -> None:
         self.path = Path(os.path.abspath(os.path.expanduser(os.fspath(path)))) if path is not None else config_path()
         self._cached: tuple[_StatKey, AppConfig] | None = None
+        self._parsed_for_writes: dict[str, Any] = {}  # see roundtrip.render(reuse=...)
 
     @property
     def lock_path(self) -> Path:
@@ -269,9 +270,11 @@ class ConfigStore:
         """
         from pydantic import ValidationError
 
+        from agent_dispatch.config import roundtrip
         from agent_dispatch.models import AppConfig
 
         self._prepare_directory()
+        roundtrip.prepare()
         with self._locked():
             _, data = self._read()
             config = self._validate(self._parse(data), data)
@@ -298,11 +301,12 @@ class ConfigStore:
 
         original = data.decode("utf-8") if data else None
         try:
-            edited = roundtrip.render(original, before, after)
+            edited = roundtrip.render(original, before, after, self._parsed_for_writes)
         except Exception:  # noqa: BLE001 (a round-trip quirk must never cost the change)
             edited = None
         if edited is not None and self._reads_as(edited, after):
             return edited.encode("utf-8")
+        self._parsed_for_writes.clear()
         return roundtrip.fresh_text(after, _leading_comments(data)).encode("utf-8")
 
     def _reads_as(self, text: str, expected: dict[str, Any]) -> bool:
@@ -497,7 +501,8 @@ class ConfigStore:
                             "Try again in a moment.",
                         ) from None
                     time.sleep(delay)
-                    delay = min(delay * 2, 0.05)
+                    # Short polls: a writer that loops must not starve another between its writes.
+                    delay = min(delay * 2, 0.005)
             yield
         finally:
             os.close(fd)  # closing releases the flock
