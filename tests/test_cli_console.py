@@ -305,6 +305,8 @@ def test_every_data_command_answers_json_and_so_do_its_errors(mcp_fake, write_co
     assert usage.returncode == 2 and json.loads(usage.stdout)["usage_error"] is True
     parse = cli("jobs", "--limit", "0", "--json")
     assert parse.returncode == 2 and "--limit" in json.loads(parse.stdout)["error"]
+    group = cli("group", "inspect", "ghost", "--json")
+    assert group.returncode == 1 and "agent-dispatch group list" in json.loads(group.stdout)["hint"]
     cancelled = cli("cancel", "a" * 32, "--json")
     assert cancelled.returncode == 1 and json.loads(cancelled.stdout)["outcome"] == "not_found"
 

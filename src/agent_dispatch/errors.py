@@ -68,6 +68,7 @@ class AgentExistsError(AgentDispatchError):
 
 class GroupNotFoundError(AgentDispatchError):
     default_hint = "Call list_groups to see the groups, or create one with `agent-dispatch group add`."
+    default_cli_hint = "Run `agent-dispatch group list` to see the groups; create one with `agent-dispatch group add`."
 
 
 class GroupExistsError(AgentDispatchError):

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from agent_dispatch.cli._common import usage_errors
+from agent_dispatch.cli._common import json_option, usage_errors
 
 MEMBER_HELP = "A member as AGENT or AGENT:what it is used for (repeat the option for more)."
 
@@ -84,7 +84,7 @@ def _member_line(member: dict[str, Any]) -> str:
 
 
 @group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print the list_groups answer as JSON.")
+@json_option("Print the list_groups answer as JSON (errors too).")
 def list_groups(as_json: bool) -> None:
     """List every group with its members."""
     from agent_dispatch import config
@@ -105,7 +105,7 @@ def list_groups(as_json: bool) -> None:
 
 @group.command("inspect")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print the inspect_group answer as JSON.")
+@json_option("Print the inspect_group answer as JSON (errors too).")
 def inspect(name: str, as_json: bool) -> None:
     """Show group NAME: description, shared context and members."""
     from agent_dispatch import config
