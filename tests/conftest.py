@@ -47,6 +47,9 @@ def isolated_env(request, tmp_path_factory, monkeypatch):
         other.chmod(0o755)
         monkeypatch.setenv(env, str(other))
     monkeypatch.delenv("AGENT_DISPATCH_JOBS_DIR", raising=False)
+    monkeypatch.delenv("AGENT_DISPATCH_USAGE_LOG", raising=False)
+    monkeypatch.setenv("AGENT_DISPATCH_RUNTIME_DIR", str(root / "run"))  # never the real user's slots
+    monkeypatch.delenv("AGENT_DISPATCH_SLOT", raising=False)
     monkeypatch.delenv("AGENT_DISPATCH_DEPTH", raising=False)
     yield home
     if marker.exists():

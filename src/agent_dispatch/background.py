@@ -27,7 +27,7 @@ from agent_dispatch.errors import BadArgumentError, JobNotFoundError, JobRecordE
 from agent_dispatch.jobs import JobStore, TransitionRefused
 from agent_dispatch.models import DispatchRequest, DispatchResult, Job, check_job_id
 from agent_dispatch.progress import Narrator
-from agent_dispatch.runner import RunHandle, collect_output, kill_run, run_alive, run_claude
+from agent_dispatch.runner import RunHandle, collect_output, kill_run, run_alive
 from agent_dispatch.runner.tree import read_stat
 
 PROGRESS_TAIL = 20
@@ -72,11 +72,12 @@ def open_store() -> JobStore:
     return _STORES[key]
 
 
-async def dispatch_ref(
-    dispatcher: Dispatcher, req: DispatchRequest, ask: Any = None, *, watch: Watch | None = None, label: str = ""
-) -> dict[str, Any]:
-    """Dispatch, store the full result as a job record, and answer a short ref payload."""
-    result = await dispatcher.dispatch(req, ask=ask, watch=watch, label=label)
+async def dispatch_ref(dispatcher: Dispatcher, req: DispatchRequest, **dispatch_args: Any) -> dict[str, Any]:
+    """Dispatch, store the full result as a job record, and answer a short ref payload.
+
+    `dispatch_args` go to Dispatcher.dispatch (`ask`, `watch`, `label`, the tool name for the journal,
+    a fan-out budget)."""
+    result = await dispatcher.dispatch(req, **dispatch_args)
     now = time.time()
     job = Job(
         id=uuid.uuid4().hex,
@@ -105,7 +106,7 @@ def ref_payload(ref: str, result: DispatchResult, summary_chars: int) -> dict[st
         "summary_chars": summary_chars,
     }
     for key in ("session_id", "cost_usd", "duration_ms", "num_turns", "error", "error_type", "parsed_result",
-                "cached", "denied_tools", "hint", "outcome", "question", "clarifications"):
+                "cached", "denied_tools", "hint", "outcome", "question", "clarifications", "budget_exceeded"):
         if key in full:
             out[key] = full[key]
     return out
@@ -176,7 +177,7 @@ class JobManager:
         job = self._new_job(req.agent, req.task, request, tool)
         await anyio.to_thread.run_sync(self.store.create, job)
         self._begin(job.id, watch)
-        body = self._run(job.id, req, session_id=session_id, cache=cache, ask_human=tool is not None)
+        body = self._run(job.id, req, session_id=session_id, cache=cache, ask_human=tool is not None, tool=tool)
         self.tg.start_soon(self._work, job.id, body)  # type: ignore[union-attr]
         return job
 
@@ -283,7 +284,8 @@ class JobManager:
         self.tg.start_soon(write)
 
     async def _run(
-        self, job_id: str, req: DispatchRequest, *, session_id: str = "", cache: bool = False, ask_human: bool = False
+        self, job_id: str, req: DispatchRequest, *, session_id: str = "", cache: bool = False, ask_human: bool = False,
+        tool: str | None = None,
     ) -> None:
         d = self.dispatcher
         cfg = d.config()
@@ -295,10 +297,6 @@ class JobManager:
         spec = d.spec(
             agent, req, stream=True, resume=session_id or None, output_path=self.store.path_for(job_id, ".out")
         )
-        refused = d.precheck(spec, cfg)
-        if refused is not None:
-            self._finish(job_id, refused)
-            return
         tail: deque[Any] = deque(maxlen=PROGRESS_TAIL)  # events; described only when written
         narrator = Narrator()
         last_write = [0.0]
@@ -323,13 +321,17 @@ class JobManager:
                 last_write[0] = now
                 self._progress_soon(job_id, progress=_progress_texts(tail), status_message=narrator.latest or None)
 
-        async with d.limiter.slot():
-            current = self.store.get(job_id)
-            if current.status != "pending":
-                return  # cancelled while it waited for a slot: it never runs
-            result = await run_claude(spec, on_event=on_event, on_spawn=on_spawn, detach_on_cancel=True)
+        def still_pending() -> bool:
+            return self.store.get(job_id).status == "pending"  # cancelled while it waited: it never runs
+
+        ran = await d.run(spec, cfg, tool=tool or "dispatch_async", caller=req.caller, job_id=job_id,
+                          on_event=on_event, on_spawn=on_spawn, detach_on_cancel=True, admit=still_pending)
+        if ran is None:
+            return
+        result = ran
         if ask_human:  # a task: a blocked agent's question goes to the human as input_required
-            result = await d.clarify(agent, req, result, cfg, self._asker(job_id), stream=True, on_event=on_event)
+            result = await d.clarify(agent, req, result, cfg, self._asker(job_id), stream=True, on_event=on_event,
+                                     tool=tool or "dispatch_async")
         if cache:
             d.remember(req, result)
         # One write for the end and the final progress, off the event loop (fsync takes milliseconds).
@@ -573,10 +575,17 @@ class JobManager:
             if result is None:
                 return self.store.transition(job.id, "failed", completed_at=time.time(), error=ORPHAN_NO_RESULT)
             status = "done" if result.success else "failed"
-            return self.store.transition(job.id, status, completed_at=time.time(), result=result,
-                                         error=None if result.success else result.error)
+            collected = self.store.transition(job.id, status, completed_at=time.time(), result=result,
+                                              error=None if result.success else result.error)
         except TransitionRefused as exc:
             return exc.job
+        # The server that ran it died before recording it: the journal learns of it here, once.
+        try:
+            self.dispatcher.journal(result, self.dispatcher.config(), tool="dispatch_async",
+                                    caller=str(request.get("caller") or ""), job_id=job.id)
+        except Exception:  # noqa: BLE001, S110 - an unreadable config must not lose the collected result
+            pass
+        return collected
 
     async def _adopt(self, job: Job) -> None:
         """Watch a run whose server died; enforce its timeout; collect it when it ends."""

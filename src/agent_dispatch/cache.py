@@ -61,6 +61,7 @@ def is_cacheable(result: DispatchResult) -> bool:
     return (
         result.success and not result.denied_tools and not result.error and result.error_type is None
         and result.outcome in (None, "done") and not result.question and not result.clarifications
+        and not result.budget_exceeded
     )
 
 

@@ -8,19 +8,25 @@ Async jobs, refs and recovery live in `agent_dispatch.background`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
+import math
 import os
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 from pydantic import ValidationError
 
 from agent_dispatch import config as configmod
-from agent_dispatch import protocol
+from agent_dispatch import protocol, spend
 from agent_dispatch.cache import ResultCache, cache_key
 from agent_dispatch.errors import AgentNotFoundError, BadArgumentError, RecursionFailure
 from agent_dispatch.limiter import Limiter
+from agent_dispatch.limits import SLOT_ENV, Held, Registry, UserSlots, parent_slot
 from agent_dispatch.models import (
     DIALOGUE_ROUNDS,
     AppConfig,
@@ -30,6 +36,10 @@ from agent_dispatch.models import (
 )
 from agent_dispatch.runner import RunSpec, build_argv, build_prompt, current_chain, current_depth, run_claude
 from agent_dispatch.runtimes import get_runtime
+from agent_dispatch.spend import FanoutBudget
+from agent_dispatch.usage import Usage, open_usage, record_for
+
+log = logging.getLogger(__name__)
 
 RESOLVED_MARK = "[RESOLVED]"
 ProgressFn = Callable[[str], Awaitable[None]]
@@ -47,6 +57,13 @@ def _observer(watch: Watch | None, label: str = "") -> Callable[[Any], None] | N
 
 def parallel_cap(max_concurrency: int) -> int:
     return max(100, 20 * max_concurrency)
+
+
+def check_total_usd(value: Any) -> float:
+    """A fan-out's max_total_usd: a finite number >= 0 (0 = no cap)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise BadArgumentError("max_total_usd must be a finite number >= 0 (0 = no cap)")
+    return float(value)
 
 
 def make_request(where: str = "request", **fields: Any) -> DispatchRequest:
@@ -78,6 +95,8 @@ class Dispatcher:
         self.chain = current_chain()
         self._config: AppConfig | None = None
         self._agent_fingerprints: dict[str, EffectiveAgent] = {}
+        self._slots: UserSlots | None = None
+        self._registry: Registry | None = None
 
     # -- configuration -------------------------------------------------------------------
 
@@ -186,24 +205,152 @@ class Dispatcher:
             return DispatchResult.failure(spec.agent.name, exc)
         return None
 
-    async def run(self, spec: RunSpec, cfg: AppConfig, *, on_event: Any = None, on_spawn: Any = None) -> DispatchResult:
-        """Run one `claude` process under the shared limiter; the slot is held until the child has exited."""
-        refused = self.precheck(spec, cfg)
+    async def run(
+        self,
+        spec: RunSpec,
+        cfg: AppConfig,
+        *,
+        tool: str = "dispatch",
+        caller: str = "",
+        job_id: str | None = None,
+        on_event: Any = None,
+        on_spawn: Any = None,
+        detach_on_cancel: bool = False,
+        admit: Callable[[], bool] | None = None,
+        fanout: FanoutBudget | None = None,
+    ) -> DispatchResult | None:
+        """The one path every run takes: refusals (recursion, flag-like values, the daily budget),
+        the server's limiter, the user-wide slot, the running registry, `claude` itself, and one
+        usage journal record. The slots are held until the child has exited.
+
+        `admit()` is asked once the slots are held; False means the run must not start (None is
+        returned, nothing recorded). `fanout` is a dispatch_parallel item's shared budget."""
+        refused = self.precheck(spec, cfg) or self._daily_refusal(spec, cfg)
         if refused is not None:
+            self.journal(refused, cfg, tool=tool, caller=caller, job_id=job_id, refused=True)
             return refused
-        async with self.limiter.slot():
-            return await run_claude(spec, on_event=on_event, on_spawn=on_spawn)
+        spec = spend.with_run_cap(spec, self._daily_left(cfg))
+        async with self.limiter.slot(), self._user_slot(cfg) as held:
+            if admit is not None and not admit():
+                return None
+            if fanout is not None:
+                if fanout.exhausted:
+                    refused = fanout.refusal(spec.agent.name)
+                    self.journal(refused, cfg, tool=tool, caller=caller, job_id=job_id, refused=True)
+                    return refused
+                spec = fanout.prepare(spec)
+            if held is not None:
+                spec = dataclasses.replace(spec, env={**(spec.env or {}), SLOT_ENV: held.name})
+            entry = self.registry().register(agent=spec.agent.name, tool=tool, caller=caller[:120], job_id=job_id)
+            try:
+                result = await self._spawn(spec, entry, on_event, on_spawn, detach_on_cancel, fanout)
+            finally:
+                if entry is not None:
+                    entry.close()
+        result = spend.mark_over_budget(result, spec)
+        if result.error_type == "timeout":
+            result = spend.timeout_hint(result, spec.effective_timeout, self.typical(spec.agent.name, cfg))
+        if fanout is not None:
+            fanout.add(result)
+        self.journal(result, cfg, tool=tool, caller=caller, job_id=job_id)
+        return result
+
+    async def _spawn(
+        self, spec: RunSpec, entry: Any, on_event: Any, on_spawn: Any, detach: bool, fanout: FanoutBudget | None
+    ) -> DispatchResult:
+        def events(event: Any) -> None:
+            if entry is not None and spec.stream:
+                entry.progress(describe_event(event) or "")
+            if on_event is not None:
+                on_event(event)
+
+        with anyio.CancelScope() as scope:
+            if fanout is not None:
+                fanout.watch(scope)
+            try:
+                return await run_claude(spec, on_event=events, on_spawn=on_spawn, detach_on_cancel=detach)
+            finally:
+                if fanout is not None:
+                    fanout.unwatch(scope)
+        return fanout.cancelled(spec) if fanout is not None else DispatchResult.failure(
+            spec.agent.name, RuntimeError("the run was stopped"))
+
+    @asynccontextmanager
+    async def _user_slot(self, cfg: AppConfig) -> AsyncIterator[Held | None]:
+        cap = cfg.settings.max_concurrency_user
+        if cap is None:
+            yield None
+            return
+        try:
+            held = await self.user_slots().acquire(cap, depth=self.depth, parent=parent_slot())
+        except OSError as exc:  # the runtime directory cannot be used: run under the per-server limit only
+            log.warning("the per-user concurrency limit is not enforced: %s", exc)
+            yield None
+            return
+        try:
+            yield held
+        finally:
+            held.release()
+
+    # -- usage: the journal, figures, the daily budget ---------------------------------------------
+
+    def usage(self) -> Usage:
+        return open_usage(configmod.usage_log_path(self.store.path))
+
+    def user_slots(self) -> UserSlots:
+        directory = configmod.runtime_dir(self.store.path)
+        if self._slots is None or self._slots.directory != directory:
+            self._slots = UserSlots(directory)
+        return self._slots
+
+    def registry(self) -> Registry:
+        directory = configmod.runtime_dir(self.store.path)
+        if self._registry is None or self._registry.root != directory:
+            self._registry = Registry(directory)
+        return self._registry
+
+    def journal(self, result: DispatchResult, cfg: AppConfig, *, tool: str, caller: str = "",
+                job_id: str | None = None, refused: bool = False) -> None:
+        """Append the dispatch's usage record (unless `settings.usage_log` is off). Never raises."""
+        if not cfg.settings.usage_log:
+            return
+        try:
+            usage = self.usage()
+            record = record_for(result, tool=tool, caller=caller, job_id=job_id, refused=refused or None,
+                                depth=self.depth or None)
+            if usage.record(record):
+                threading.Thread(target=usage.rotate, name="usage-rotate", daemon=True).start()
+        except Exception as exc:  # noqa: BLE001 - the journal never fails a dispatch
+            log.warning("usage journal: %s", exc)
+
+    def typical(self, agent: str, cfg: AppConfig | None = None) -> dict[str, Any] | None:
+        """The agent's measured `typical` (None under 3 recorded runs or without a journal)."""
+        try:
+            return self.usage().typical(agent)
+        except Exception:  # noqa: BLE001 - figures are advice; never an error
+            return None
+
+    def _daily_refusal(self, spec: RunSpec, cfg: AppConfig) -> DispatchResult | None:
+        cap = cfg.settings.daily_budget_usd
+        if cap is None:
+            return None
+        return spend.daily_refusal(cap, self.usage().spend_today(), spec.agent.name, self.store.path)
+
+    def _daily_left(self, cfg: AppConfig) -> float | None:
+        cap = cfg.settings.daily_budget_usd
+        return None if cap is None else cap - self.usage().spend_today()
 
     # -- workflows ---------------------------------------------------------------------------
 
     async def dispatch(
         self, req: DispatchRequest, *, use_cache: bool = True, ask: AskFn | None = None,
-        watch: Watch | None = None, label: str = "",
+        watch: Watch | None = None, label: str = "", tool: str = "dispatch", fanout: FanoutBudget | None = None,
     ) -> DispatchResult:
         """One task to one agent; identical requests within the cache TTL are answered from memory.
 
         Only a result whose outcome is `done` (or absent) is cached; a question never is.
         `ask` puts a blocked agent's question to the human (see `clarify`); `watch` sees the run live.
+        `tool` names the caller in the usage journal; `fanout` is a dispatch_parallel item's shared budget.
         """
         cfg = self.config()
         agent = self.agent(req.agent, cfg)
@@ -213,10 +360,14 @@ class Dispatcher:
         if key is not None:
             hit = self.cache.get(key)
             if hit is not None:
+                self.journal(hit, cfg, tool=tool, caller=req.caller)
                 return hit
         stream, on_event = watch is not None, _observer(watch, label)
-        result = await self.run(self.spec(agent, req, stream=stream), cfg, on_event=on_event)
-        result = await self.clarify(agent, req, result, cfg, ask, stream=stream, on_event=on_event)
+        result = await self.run(self.spec(agent, req, stream=stream), cfg, on_event=on_event, tool=tool,
+                                caller=req.caller, fanout=fanout)
+        assert result is not None  # noqa: S101 - no admit callback: a run always answers
+        result = await self.clarify(agent, req, result, cfg, ask, stream=stream, on_event=on_event, tool=tool,
+                                    fanout=fanout)
         if key is not None and not result.clarifications:  # an answer shaped by a person is theirs alone
             self.cache.put(key, agent.name, result)
         return result
@@ -229,8 +380,11 @@ class Dispatcher:
         agent = self.agent(req.agent, cfg)
         req = self.through_group(req, cfg)
         stream, on_event = watch is not None, _observer(watch)
-        result = await self.run(self.spec(agent, req, resume=session_id or None, stream=stream), cfg, on_event=on_event)
-        return await self.clarify(agent, req, result, cfg, ask, stream=stream, on_event=on_event)
+        result = await self.run(self.spec(agent, req, resume=session_id or None, stream=stream), cfg, on_event=on_event,
+                                tool="dispatch_session", caller=req.caller)
+        assert result is not None  # noqa: S101
+        return await self.clarify(agent, req, result, cfg, ask, stream=stream, on_event=on_event,
+                                  tool="dispatch_session")
 
     def is_cached(self, req: DispatchRequest) -> bool:
         """Whether `dispatch(req)` would answer from the cache right now (counts nothing)."""
@@ -246,7 +400,8 @@ class Dispatcher:
             self.cache.put(cache_key(self.through_group(req, cfg), agent), agent.name, result)
 
     async def dispatch_stream(
-        self, req: DispatchRequest, on_progress: ProgressFn, interval: float = 0.1, *, ask: AskFn | None = None
+        self, req: DispatchRequest, on_progress: ProgressFn, interval: float = 0.1, *, ask: AskFn | None = None,
+        tool: str = "dispatch_stream",
     ) -> DispatchResult:
         """Like dispatch, reporting what the agent is doing through `on_progress` (throttled); never cached."""
         cfg = self.config()
@@ -259,10 +414,13 @@ class Dispatcher:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(progress.pump)
-            result = await self.run(self.spec(agent, req, stream=True), cfg, on_event=on_event)
-            result = await self.clarify(agent, req, result, cfg, ask, stream=True, on_event=on_event)
+            result = await self.run(self.spec(agent, req, stream=True), cfg, on_event=on_event, tool=tool,
+                                    caller=req.caller)
+            assert result is not None  # noqa: S101
+            result = await self.clarify(agent, req, result, cfg, ask, stream=True, on_event=on_event, tool=tool)
             tg.cancel_scope.cancel()
         await progress.flush()  # the newest message always reaches the client, even if throttled
+        assert result is not None  # noqa: S101
         return result
 
     async def clarify(
@@ -275,6 +433,8 @@ class Dispatcher:
         *,
         stream: bool = False,
         on_event: Any = None,
+        tool: str = "dispatch",
+        fanout: FanoutBudget | None = None,
     ) -> DispatchResult:
         """Put a blocked agent's question to the human through `ask` and resume the same session
         with the answer, at most `settings.max_clarifications` times.
@@ -299,9 +459,12 @@ class Dispatcher:
             rounds.append({"question": result.question, "answer": answer})
             follow = make_request("clarification", agent=agent.name, task=protocol.answer_prompt(result.question,
                                   answer), response_format=req.response_format)
-            result = await self.run(
-                self.spec(agent, follow, resume=result.session_id, stream=stream), cfg, on_event=on_event
+            answered = await self.run(
+                self.spec(agent, follow, resume=result.session_id, stream=stream), cfg, on_event=on_event,
+                tool=tool, caller=req.caller, fanout=fanout,
             )
+            assert answered is not None  # noqa: S101
+            result = answered
             runs.append(result)
         if not rounds:
             return result
@@ -345,24 +508,28 @@ class Dispatcher:
         return requests
 
     async def dispatch_parallel(
-        self, requests: list[DispatchRequest], aggregate: str = "", *, ask: AskFn | None = None,
-        watch: Watch | None = None,
+        self, requests: list[DispatchRequest], aggregate: str = "", max_total_usd: float = 0, *,
+        ask: AskFn | None = None, watch: Watch | None = None,
     ) -> Any:
-        """Run every request at once (bounded by the limiter); results in item order.
+        """Run every request at once (bounded by the limiters); results in item order.
 
-        A blocked item's question goes through `ask` like a single dispatch's."""
+        A blocked item's question goes through `ask` like a single dispatch's. `max_total_usd` > 0
+        is one spend cap for the whole fan-out (see spend.FanoutBudget)."""
         from agent_dispatch import background  # refs are stored as job records
 
         cfg = self.config()
         if aggregate:
             self.agent(aggregate, cfg)
+        fanout = FanoutBudget(check_total_usd(max_total_usd)) if max_total_usd else None
         results: list[dict[str, Any] | None] = [None] * len(requests)
 
         async def one(index: int, req: DispatchRequest) -> None:
             if req.return_ref:
-                results[index] = await background.dispatch_ref(self, req, ask=ask, watch=watch, label=req.agent)
+                results[index] = await background.dispatch_ref(self, req, ask=ask, watch=watch, label=req.agent,
+                                                               tool="dispatch_parallel", fanout=fanout)
             else:
-                results[index] = (await self.dispatch(req, ask=ask, watch=watch, label=req.agent)).to_json()
+                results[index] = (await self.dispatch(req, ask=ask, watch=watch, label=req.agent,
+                                                      tool="dispatch_parallel", fanout=fanout)).to_json()
 
         async with anyio.create_task_group() as tg:
             for index, req in enumerate(requests):
@@ -371,7 +538,7 @@ class Dispatcher:
             return results
         task = _aggregate_task(requests, results)
         combined = await self.dispatch(make_request("aggregate", agent=aggregate, task=task), watch=watch,
-                                       label=aggregate)
+                                       label=aggregate, tool="dispatch_parallel", fanout=fanout)
         return {"individual_results": results, "aggregated": combined.to_json()}
 
     def check_dialogue(self, requester: str, responder: str, topic: str, max_rounds: int) -> None:
@@ -409,7 +576,8 @@ class Dispatcher:
                 agent = agents[role]
                 req = make_request("dialogue", agent=agent.name, task=message)
                 spec = self.spec(agent, req, resume=sessions[role], stream=watch is not None)
-                result = await self.run(spec, cfg, on_event=_observer(watch, agent.name))
+                result = await self.run(spec, cfg, on_event=_observer(watch, agent.name), tool="dispatch_dialogue")
+                assert result is not None  # noqa: S101
                 sessions[role] = result.session_id or sessions[role]
                 out["total_cost_usd"] += result.cost_usd or 0.0
                 out["total_duration_ms"] += result.duration_ms or 0

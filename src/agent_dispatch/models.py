@@ -387,6 +387,29 @@ class Settings(_Strict):
             raise ValueError("task_grace_seconds must be a finite number of seconds")
         return value
 
+    # Usage and limits across every server of the user (usage journal, spend and concurrency caps).
+    usage_log: bool = True
+    daily_budget_usd: float | None = None
+    max_concurrency_user: int | None = Field(default=10, ge=1)
+    job_retention_days: float = Field(default=0, ge=0)
+
+    @field_validator("daily_budget_usd", "max_concurrency_user", "job_retention_days", mode="before")
+    @classmethod
+    def _usage_numbers_not_bool(cls, value: Any) -> Any:
+        return _refuse_bool(value)
+
+    @field_validator("daily_budget_usd")
+    @classmethod
+    def _daily_budget(cls, value: float | None) -> float | None:
+        return _check_positive_finite(value, "daily_budget_usd")
+
+    @field_validator("job_retention_days")
+    @classmethod
+    def _retention(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("job_retention_days must be finite (0 = keep every job)")
+        return value
+
     @field_validator("default_timeout", "default_max_budget_usd", "max_clarifications", mode="before")
     @classmethod
     def _numbers_not_bool(cls, value: Any) -> Any:
@@ -561,6 +584,7 @@ class DispatchResult(BaseModel):
     question: str | None = None
     clarifications: list[dict[str, str]] = Field(default_factory=list)
     host: str | None = None  # set for an agent on another machine
+    budget_exceeded: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The JSON answer: null and empty optional fields left out; `result` always present."""
@@ -582,6 +606,8 @@ class DispatchResult(BaseModel):
             out["usage"] = dict(self.usage)
         if self.clarifications:
             out["clarifications"] = [dict(item) for item in self.clarifications]
+        if self.budget_exceeded:
+            out["budget_exceeded"] = True
         return out
 
     @classmethod

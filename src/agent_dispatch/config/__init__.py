@@ -1,6 +1,6 @@
 """Configuration: where agents.yaml lives, reading and writing it, and the agent operations.
 
-    paths    config_path(), jobs_dir(), claude_command()
+    paths    config_path(), jobs_dir(), usage_log_path(), runtime_dir(), claude_command()
     store    ConfigStore: load() (cached, validated), modify(fn) (locked, atomic), create()
     agents   AgentChanges.from_inputs(), add_agent(), update_agent(), remove_agent(), find_agent()
     groups   add_group(), update_group(), remove_group(), group_listing(), group_inspection(),
@@ -40,10 +40,14 @@ from agent_dispatch.config.paths import (
     CLAUDE_ENV,
     CONFIG_ENV,
     JOBS_DIR_ENV,
+    RUNTIME_DIR_ENV,
+    USAGE_LOG_ENV,
     claude_command,
     config_path,
     default_config_path,
     jobs_dir,
+    runtime_dir,
+    usage_log_path,
 )
 from agent_dispatch.config.store import (
     LOCK_TIMEOUT,
@@ -66,6 +70,8 @@ __all__ = [
     "CLAUDE_ENV",
     "CONFIG_ENV",
     "JOBS_DIR_ENV",
+    "RUNTIME_DIR_ENV",
+    "USAGE_LOG_ENV",
     "LOCK_TIMEOUT",
     "STARTER",
     "AgentChanges",
@@ -97,7 +103,9 @@ __all__ = [
     "suggest_runtime",
     "remove_agent",
     "remove_group",
+    "runtime_dir",
     "through_group",
     "update_agent",
     "update_group",
+    "usage_log_path",
 ]

@@ -8,6 +8,8 @@ from pathlib import Path
 CONFIG_ENV = "AGENT_DISPATCH_CONFIG"
 JOBS_DIR_ENV = "AGENT_DISPATCH_JOBS_DIR"
 CLAUDE_ENV = "AGENT_DISPATCH_CLAUDE"
+USAGE_LOG_ENV = "AGENT_DISPATCH_USAGE_LOG"
+RUNTIME_DIR_ENV = "AGENT_DISPATCH_RUNTIME_DIR"
 
 
 def default_config_path() -> Path:
@@ -28,6 +30,26 @@ def jobs_dir(cfg_path: Path | None = None) -> Path:
     if value:
         return Path(os.path.abspath(os.path.expanduser(value)))
     return (cfg_path if cfg_path is not None else config_path()).parent / "jobs"
+
+
+def usage_log_path(cfg_path: Path | None = None) -> Path:
+    """The usage journal: env AGENT_DISPATCH_USAGE_LOG, else `usage.jsonl` beside the config."""
+    value = os.environ.get(USAGE_LOG_ENV, "").strip()
+    if value:
+        return Path(os.path.abspath(os.path.expanduser(value)))
+    return (cfg_path if cfg_path is not None else config_path()).parent / "usage.jsonl"
+
+
+def runtime_dir(cfg_path: Path | None = None) -> Path:
+    """The per-user live state (user-wide slots, running registry): env AGENT_DISPATCH_RUNTIME_DIR,
+    else `$XDG_RUNTIME_DIR/agent-dispatch`, else `run/` beside the config."""
+    value = os.environ.get(RUNTIME_DIR_ENV, "").strip()
+    if value:
+        return Path(os.path.abspath(os.path.expanduser(value)))
+    xdg = os.environ.get("XDG_RUNTIME_DIR", "").strip()
+    if xdg and os.path.isabs(xdg) and os.path.isdir(xdg):
+        return Path(xdg) / "agent-dispatch"
+    return (cfg_path if cfg_path is not None else config_path()).parent / "run"
 
 
 def claude_command() -> str | None:

@@ -51,6 +51,8 @@ class RunSpec:
     timeout: float | None = None
     system_prompt: str | None = None
     chain: tuple[str, ...] = ()
+    session_id: str | None = None  # a new run's session id chosen by the caller (else a fresh uuid4)
+    env: dict[str, str] | None = None  # extra environment for the child (e.g. the user-wide slot it runs on)
 
     @property
     def effective_timeout(self) -> float:

@@ -82,10 +82,13 @@ def current_chain() -> tuple[str, ...]:
     return tuple(name for name in (part.strip() for part in raw.split(",")) if is_valid_agent_name(name))
 
 
-def child_env(depth: int, token: str, chain: tuple[str, ...] = ()) -> dict[str, str]:
-    """The child's environment: ours, with the depth incremented, the run token chained in,
-    and the dispatch chain (`chain`, already holding the child's own agent)."""
+def child_env(
+    depth: int, token: str, chain: tuple[str, ...] = (), extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The child's environment: ours (plus `extra`), with the depth incremented, the run token chained
+    in, and the dispatch chain (`chain`, already holding the child's own agent)."""
     env = dict(os.environ)
+    env.update(extra or {})
     for key in _PARENT_SESSION_ENV:
         env.pop(key, None)
     env[DEPTH_ENV] = str(max(0, depth) + 1)
@@ -147,7 +150,7 @@ async def run_claude(
     """
     name = spec.agent.name
     runtime = spec.runtime
-    session = None if spec.resume else runtime.new_session_id()
+    session = None if spec.resume else (spec.session_id or runtime.new_session_id())
     try:
         argv = runtime.build_argv(spec, session_id=session)
     except InvalidInputFailure as exc:
@@ -228,7 +231,7 @@ class _Run:
         fds: list[int] = []
         cwd: str | None = spec.agent.directory
         runtime_env = spec.runtime.env(spec)
-        env = {**child_env(spec.depth, token, (*spec.chain, spec.agent.name)), **runtime_env}
+        env = {**child_env(spec.depth, token, (*spec.chain, spec.agent.name), spec.env), **runtime_env}
         if self.target is not None:
             socket, failure = await ssh_transport.ensure_master(self.target)
             if failure is not None:

@@ -1,0 +1,123 @@
+"""What dispatches cost and how long they take: the usage journal and the figures read from it.
+
+    journal   Journal: one O_APPEND line per dispatch, rotation; encode(); read_records()
+    summary   Summary: daily aggregates kept current by reading only new lines, persisted
+    stats     usage_stats(), typical(), spend_today(), percentile()
+
+`Usage` ties them together for one process: `record()` is what the dispatcher's run path calls
+after every dispatch (never raises), the rest read the in-memory summary, which costs one
+stat(2) when nothing was appended since the last call.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from agent_dispatch.usage.journal import Journal, encode, read_records
+from agent_dispatch.usage.stats import percentile, spend_today, typical, usage_stats
+from agent_dispatch.usage.summary import Summary, ensure_rotated, local_day
+
+
+def record_for(result: Any, *, tool: str, **fields: Any) -> dict[str, Any]:
+    """The journal record of one dispatch result (a DispatchResult, or anything with its fields)."""
+    cached = bool(getattr(result, "cached", False))
+    cost = getattr(result, "cost_usd", None)
+    rec: dict[str, Any] = {
+        "ts": round(time.time(), 3),
+        "agent": result.agent,
+        "tool": tool,
+        "success": bool(result.success),
+        "cached": cached,
+        "cost_usd": None if cached else cost,
+        "saved_usd": cost if cached else None,
+        "duration_ms": 0 if cached else (getattr(result, "duration_ms", None) or 0),
+        "num_turns": None if cached else getattr(result, "num_turns", None),
+        "error_type": getattr(result, "error_type", None),
+        "session_id": getattr(result, "session_id", None),
+        "budget_exceeded": True if getattr(result, "budget_exceeded", False) else None,
+    }
+    for key in ("outcome", "runtime", "host"):  # fields other features add to results
+        value = getattr(result, key, None)
+        if isinstance(value, str) and value:
+            rec[key] = value
+    rec.update({key: value for key, value in fields.items() if value is not None and value != ""})
+    return rec
+
+
+class Usage:
+    """The usage journal of one path, and its summary, for this process."""
+
+    def __init__(self, path: Path) -> None:
+        self.journal = Journal(path)
+        self.summary = Summary(self.journal)
+        self._typical: dict[str, tuple[int, float, dict[str, Any] | None]] = {}
+
+    @property
+    def path(self) -> Path:
+        return self.journal.path
+
+    def record(self, record: dict[str, Any]) -> bool:
+        """Append one record; True when the journal should now be rotated (call `rotate()`,
+        preferably off the event loop). Never raises."""
+        return self.journal.append(record)
+
+    def rotate(self) -> None:
+        try:
+            ensure_rotated(self.journal, Summary(self.journal))
+        except Exception:  # noqa: BLE001, S110 - rotation is housekeeping; the journal still works without it
+            pass
+
+    def refresh(self) -> None:
+        try:
+            self.summary.refresh()
+        except Exception:  # noqa: BLE001, S110 - unreadable usage files give empty figures, never an error
+            pass
+
+    def typical(self, agent: str) -> dict[str, Any] | None:
+        """The agent's `typical` (None under 3 runs), cached until new records arrive or the day changes."""
+        self.refresh()
+        today = local_day(time.time())
+        hit = self._typical.get(agent)
+        if hit is not None and hit[0] == self.summary.version and hit[1] == today:
+            return hit[2]
+        value = typical(self.summary, agent)
+        self._typical[agent] = (self.summary.version, today, value)  # type: ignore[assignment]
+        return value
+
+    def stats(self, days: float = 7, agent: str = "") -> dict[str, Any]:
+        self.refresh()
+        return usage_stats(self.summary, days, agent)
+
+    def spend_today(self) -> float:
+        self.refresh()
+        return spend_today(self.summary)
+
+
+_OPEN: dict[str, Usage] = {}
+
+
+def open_usage(path: Path) -> Usage:
+    """The process-wide Usage for a journal path (its summary is shared by every caller)."""
+    key = str(path)
+    usage = _OPEN.get(key)
+    if usage is None:
+        usage = _OPEN[key] = Usage(Path(path))
+    return usage
+
+
+__all__ = [
+    "Journal",
+    "Summary",
+    "Usage",
+    "encode",
+    "local_day",
+    "open_usage",
+    "percentile",
+    "read_records",
+    "record_for",
+    "spend_today",
+    "typical",
+    "usage_stats",
+]

@@ -1,0 +1,202 @@
+"""Daily aggregates of the usage journal, kept up to date by reading only what was appended.
+
+The summary is what every reader uses (stats, `typical`, the daily budget): it holds, per local
+day and agent, the counts, spend, money the cache saved, outcomes, failures by type, callers,
+and one `[duration_ms, cost_usd]` pair per run that really ran (for exact medians and p90s).
+It is persisted beside the journal (`usage.jsonl.summary`, 0o600) with the position read so
+far, so a fresh process reads the summary plus the journal's new lines, never the whole
+history again. That file is how years of use stay small after the raw lines are rotated away.
+A summary that is missing or damaged is rebuilt from the raw generations that remain.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import logging
+import os
+import tempfile
+from typing import Any
+
+from agent_dispatch.usage.journal import Journal, previous_path, read_records, summary_path
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+SAVE_AFTER_BYTES = 256 * 1024  # journal bytes read before the summary file is rewritten
+
+
+def local_day(ts: float) -> str:
+    """The local calendar day of a Unix time, as YYYY-MM-DD."""
+    return _dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d")
+
+
+def _new_day() -> dict[str, Any]:
+    return {"n": 0, "cached": 0, "failed": 0, "spend": 0.0, "saved": 0.0, "runs": [], "outcomes": {},
+            "failures": {}, "callers": {}}
+
+
+def fold(days: dict[str, dict[str, dict[str, Any]]], record: dict[str, Any]) -> None:
+    """Add one journal record to the day aggregates."""
+    ts = record.get("ts")
+    agent = record.get("agent")
+    if not isinstance(ts, (int, float)) or not isinstance(agent, str):
+        return
+    try:
+        day = days.setdefault(local_day(ts), {})
+    except (OverflowError, OSError, ValueError):
+        return
+    entry = day.get(agent)
+    if entry is None:
+        entry = day[agent] = _new_day()
+    entry["n"] += 1
+    cost = record.get("cost_usd")
+    cost = float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None
+    if record.get("cached"):
+        entry["cached"] += 1
+        saved = record.get("saved_usd")
+        if isinstance(saved, (int, float)) and not isinstance(saved, bool):
+            entry["saved"] += float(saved)
+    else:
+        if cost is not None:
+            entry["spend"] += cost
+        duration = record.get("duration_ms")
+        if not record.get("refused") and isinstance(duration, (int, float)) and not isinstance(duration, bool):
+            entry["runs"].append([int(duration), cost])
+    if not record.get("success"):
+        entry["failed"] += 1
+        kind = record.get("error_type") or "cli_error"
+        entry["failures"][kind] = entry["failures"].get(kind, 0) + 1
+    outcome = record.get("outcome")
+    if isinstance(outcome, str) and outcome:
+        entry["outcomes"][outcome] = entry["outcomes"].get(outcome, 0) + 1
+    caller = record.get("caller")
+    if isinstance(caller, str) and caller:
+        pair = entry["callers"].setdefault(caller, [0, 0.0])
+        pair[0] += 1
+        if cost is not None and not record.get("cached"):
+            pair[1] += cost
+
+
+class Summary:
+    """The day aggregates of one journal plus where reading stopped (`source`: inode, device, offset)."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.path = summary_path(journal.path)
+        self.days: dict[str, dict[str, dict[str, Any]]] = {}
+        self.source: dict[str, int] | None = None
+        self.version = 0  # bumped whenever new records were folded in
+        self._seen: tuple[int, int, int] | None = None  # (ino, dev, size) of the live journal at the last refresh
+        self._loaded = False
+        self._unsaved = 0
+
+    # -- keeping it current ------------------------------------------------------------------------
+
+    def refresh(self, *, persist: bool | None = None) -> bool:
+        """Fold in what was appended since the last call; True when anything new was read.
+
+        Costs one stat(2) when nothing changed. The file is rewritten once enough new lines were
+        read (`persist=None`), always (`True`) or never (`False`)."""
+        try:
+            live = os.stat(self.journal.path)
+            key: tuple[int, int, int] | None = (live.st_ino, live.st_dev, live.st_size)
+        except OSError:
+            key = None
+        if self._loaded and key == self._seen:
+            return False
+        if not self._loaded:
+            self._load()
+        read = self._read_new()
+        self._seen = key
+        if read:
+            self.version += 1
+            self._unsaved += read
+        if self._unsaved and (persist or (persist is None and self._unsaved >= SAVE_AFTER_BYTES)):
+            self.save()
+        return bool(read)
+
+    def _read_new(self) -> int:
+        """Fold the lines not yet seen; returns how many bytes were read."""
+        generations = self.journal.generations()
+        src = self.source
+        first, offset, newer_than = 0, 0, None
+        if src is not None:
+            for index, (_, st) in enumerate(generations):
+                if (st.st_ino, st.st_dev) == (src["ino"], src["dev"]):
+                    first, offset = index, src["offset"]
+                    break
+            else:  # the file last read is gone (rotations missed): take only lines newer than it
+                newer_than = float(src.get("ts") or 0)
+        newest = float(src.get("ts") or 0) if src else 0.0
+        read = 0
+        for index in range(first, len(generations)):
+            path, st = generations[index]
+            start = offset if index == first else 0
+            records, end = read_records(path, start)
+            read += end - start
+            for record in records:
+                ts = record.get("ts")
+                if not isinstance(ts, (int, float)):
+                    continue
+                if newer_than is not None and ts <= newer_than:
+                    continue
+                fold(self.days, record)
+                newest = max(newest, ts)
+            self.source = {"ino": st.st_ino, "dev": st.st_dev, "offset": end, "ts": newest}
+        return read
+
+    # -- persistence -------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        self._loaded = True
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as fh:
+                data = json.loads(fh.read())
+            if data.get("format") == FORMAT and isinstance(data.get("days"), dict):
+                self.days = data["days"]
+                source = data.get("source")
+                self.source = source if isinstance(source, dict) and {"ino", "dev", "offset"} <= set(source) else None
+        except (OSError, ValueError, AttributeError):
+            self.days, self.source = {}, None
+
+    def save(self) -> None:
+        """Write the summary atomically (temporary file + rename), owner-only. Never raises."""
+        if self.source is None:
+            return
+        data = {"format": FORMAT, "source": self.source, "days": self.days}
+        try:
+            directory = self.path.parent
+            fd, tmp = tempfile.mkstemp(prefix=".usage-summary-", dir=directory)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump(data, fh, separators=(",", ":"))
+                os.replace(tmp, self.path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            self._unsaved = 0
+        except OSError as exc:
+            log.warning("cannot write the usage summary %s: %s", self.path, exc)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def spend_on(self, day: str) -> float:
+        """What the runs of local day `day` cost, all agents together."""
+        return sum(entry["spend"] for entry in self.days.get(day, {}).values())
+
+
+def ensure_rotated(journal: Journal, summary: Summary) -> bool:
+    """Rotate the journal when it is past its size, folding its last lines into the summary first."""
+
+    def fold_everything() -> None:
+        summary._seen = None  # noqa: SLF001 - force a read even if the size looks unchanged
+        summary.refresh(persist=True)
+
+    return journal.rotate(fold_everything)
+
+
+__all__ = ["FORMAT", "Summary", "ensure_rotated", "fold", "local_day", "previous_path"]
