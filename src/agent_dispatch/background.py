@@ -447,12 +447,13 @@ class JobManager:
         self.settle_orphans()
         return self.store.list(status, limit)
 
-    def gc(self, max_age_days: float | None, *, dry_run: bool = False) -> int:
-        """Delete (or with `dry_run` count) terminal jobs older than `max_age_days`; None = any age."""
+    def gc(self, max_age_days: float | None, *, dry_run: bool = False, ids: list[str] | None = None) -> int:
+        """Delete (or with `dry_run` count) terminal jobs older than `max_age_days`; None = any age.
+        `ids` receives the ids of the jobs deleted (or that would be)."""
         self.settle_orphans()
         if max_age_days is None:
-            return self.store.gc_all(dry_run=dry_run)
-        return self.store.gc(max_age_days, dry_run=dry_run)
+            return self.store.gc_all(dry_run=dry_run, ids=ids)
+        return self.store.gc(max_age_days, dry_run=dry_run, ids=ids)
 
     def settle_orphans(self) -> None:
         """Resolve the pending and running jobs whose server died (never a live server's).
@@ -465,6 +466,21 @@ class JobManager:
                 self._settle(job)
             except Exception:  # noqa: BLE001, S112 - one damaged record must not stop the others
                 continue
+
+    def gc_preview(self, max_age_days: float) -> list[str]:
+        """The ids of the jobs gc(max_age_days) would delete; deletes nothing."""
+        ids: list[str] = []
+        self.gc(max_age_days, dry_run=True, ids=ids)
+        return ids
+
+    async def apply_retention(self) -> None:
+        """Prune terminal jobs older than settings.job_retention_days (0 = keep all); at server start."""
+        try:
+            days = self.dispatcher.config().settings.job_retention_days
+            if days > 0:
+                await anyio.to_thread.run_sync(lambda: self.store.gc(days))
+        except Exception:  # noqa: BLE001, S110 - housekeeping must never stop the server
+            pass
 
     async def fetch_result(self, ref: str, max_chars: int = 0) -> dict[str, Any]:
         job = await self.status(ref)

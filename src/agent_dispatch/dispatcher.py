@@ -33,6 +33,7 @@ from agent_dispatch.models import (
     DispatchRequest,
     DispatchResult,
     EffectiveAgent,
+    check_agent_name,
 )
 from agent_dispatch.runner import RunSpec, build_argv, build_prompt, current_chain, current_depth, run_claude
 from agent_dispatch.runtimes import get_runtime
@@ -329,6 +330,25 @@ class Dispatcher:
             return self.usage().typical(agent)
         except Exception:  # noqa: BLE001 - figures are advice; never an error
             return None
+
+    def with_typical(self, item: dict[str, Any]) -> dict[str, Any]:
+        """An agent listing or inspection with `typical` added once the agent has 3 recorded runs."""
+        value = self.typical(item["name"])
+        if value is not None:
+            item["typical"] = value
+        return item
+
+    def usage_stats(self, days: Any = 7, agent: str = "") -> dict[str, Any]:
+        """The `usage_stats` answer; BadArgumentError for days that are not a finite number > 0."""
+        if isinstance(days, bool) or not isinstance(days, (int, float)) or not math.isfinite(days) or days <= 0:
+            raise BadArgumentError("days must be a finite number greater than 0")
+        if agent:
+            check_agent_name(agent)
+        return self.usage().stats(days, agent)
+
+    def running(self) -> list[dict[str, Any]]:
+        """What every agent-dispatch process of this user runs now (entries of dead ones never show)."""
+        return self.registry().running()
 
     def _daily_refusal(self, spec: RunSpec, cfg: AppConfig) -> DispatchResult | None:
         cap = cfg.settings.daily_budget_usd

@@ -371,20 +371,24 @@ class JobStore:
         return sorted(jobs.values(), key=lambda job: (job.created_at, job.id))
 
     def gc(
-        self, max_age_days: float = 7.0, *, dry_run: bool = False, problems: list[RecordProblem] | None = None
+        self, max_age_days: float = 7.0, *, dry_run: bool = False, problems: list[RecordProblem] | None = None,
+        ids: list[str] | None = None,
     ) -> int:
         """Delete terminal jobs whose completed_at (else created_at) is older than `max_age_days`.
 
         Removes each record with its `.out` / `.err` artefacts and returns how many jobs went
         (with `dry_run`, how many would). Pending and running jobs and unreadable records are
         never deleted. BadArgumentError, deleting nothing, unless 0 < max_age_days < inf.
+        `ids`, when given, receives the id of every job deleted (or that would be).
         """
         days = _check_age_days(max_age_days)
-        return self._collect(self._clock() - days * 86400.0, dry_run, problems)
+        return self._collect(self._clock() - days * 86400.0, dry_run, problems, ids)
 
-    def gc_all(self, *, dry_run: bool = False, problems: list[RecordProblem] | None = None) -> int:
+    def gc_all(
+        self, *, dry_run: bool = False, problems: list[RecordProblem] | None = None, ids: list[str] | None = None
+    ) -> int:
         """Delete every terminal job, whatever its age (`agent-dispatch gc --all`)."""
-        return self._collect(math.inf, dry_run, problems)
+        return self._collect(math.inf, dry_run, problems, ids)
 
     def reconcile(self) -> int:
         """Give every record without an index marker its marker; returns how many were added.
@@ -603,7 +607,9 @@ class JobStore:
 
     # --- gc ------------------------------------------------------------------------------------
 
-    def _collect(self, cutoff: float, dry_run: bool, problems: list[RecordProblem] | None) -> int:
+    def _collect(
+        self, cutoff: float, dry_run: bool, problems: list[RecordProblem] | None, ids: list[str] | None = None
+    ) -> int:
         deleted = 0
         for mark in self._marks():
             # completed_at >= created_at, so a job created after the cutoff cannot be old enough.
@@ -633,6 +639,8 @@ class JobStore:
                             problems.append(RecordProblem(job.id, f"cannot be deleted: {exc.strerror or exc}"))
                         continue
                 deleted += 1
+                if ids is not None:
+                    ids.append(job.id)
         if not dry_run:
             self._sweep_temporaries()
         return deleted

@@ -155,16 +155,20 @@ def gc(days: float | None, everything: bool, dry_run: bool, as_json: bool) -> No
         raise click.UsageError("--days and --all exclude each other: --all deletes every finished job, "
                                "whatever its age.")
     manager = _manager()  # settles the jobs of dead servers first, so the count is true
+    ids: list[str] = []
     if everything:
-        count = manager.gc(None, dry_run=dry_run)
+        count = manager.gc(None, dry_run=dry_run, ids=ids)
     else:
         with usage_errors("--days"):
-            count = manager.gc(7.0 if days is None else days, dry_run=dry_run)
+            count = manager.gc(7.0 if days is None else days, dry_run=dry_run, ids=ids)
     if as_json:
-        echo_json({"deleted": 0, "would_delete": count} if dry_run else {"deleted": count})
+        echo_json({"deleted": 0, "would_delete": count, "job_ids": ids} if dry_run else {"deleted": count})
         return
     verb = "Would delete" if dry_run else "Deleted"
     click.echo(f"{verb} {count} job record{'s' if count != 1 else ''}.")
+    if dry_run:
+        for job_id in ids:
+            click.echo(f"  {job_id}")
 
 
 def register(group: click.Group) -> None:

@@ -66,12 +66,12 @@ def test(name: str, task: str, stream: bool, as_json: bool) -> None:
         # Always the stream path: what the agent does is seen as it happens (a refused login
         # ends in seconds, not after minutes of the CLI's retries).
         if stream:
-            return await dispatcher.dispatch_stream(req, progress)
+            return await dispatcher.dispatch_stream(req, progress, tool="test")
         if live.wanted():
             # A person at a terminal sees the elapsed time and the latest activity on one line.
             return await live.run_with_status(
-                f"{name}:", lambda status: dispatcher.dispatch_stream(req, status, interval=0.5))
-        return await dispatcher.dispatch_stream(req, quiet, interval=1.0)
+                f"{name}:", lambda status: dispatcher.dispatch_stream(req, status, interval=0.5, tool="test"))
+        return await dispatcher.dispatch_stream(req, quiet, interval=1.0, tool="test")
 
     result = stop.run(go)  # SIGTERM, SIGHUP and Ctrl-C end the agent's process tree first
     if as_json:

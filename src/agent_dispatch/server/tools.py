@@ -14,7 +14,7 @@ from pydantic import Field, ValidationError
 
 from agent_dispatch import __version__, background
 from agent_dispatch import config as configmod
-from agent_dispatch.dispatcher import AskFn, Dispatcher, make_request
+from agent_dispatch.dispatcher import AskFn, Dispatcher, check_total_usd, make_request
 from agent_dispatch.errors import BadArgumentError
 from agent_dispatch.models import PREVIEW_LINES_MAX, WAIT_SECONDS_MAX, clamp
 from agent_dispatch.server import tasks
@@ -79,6 +79,7 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
             state.jobs = background.JobManager(state.dispatcher, tg)
             state.flows.tg = tg
             tg.start_soon(state.jobs.recover_on_start)
+            tg.start_soon(state.jobs.apply_retention)
             try:
                 yield {}
             finally:
@@ -117,7 +118,8 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
           "Call this first to pick an agent for dispatch.", read_only=True)
     async def list_agents() -> list[dict[str, Any]]:
         cfg = state.dispatcher.config()
-        return [configmod.agent_listing(name, agent) for name, agent in cfg.agents.items()]
+        with_typical = state.dispatcher.with_typical
+        return [with_typical(configmod.agent_listing(name, agent)) for name, agent in cfg.agents.items()]
 
     @tool("Show one agent in detail (configuration, project markers, CLAUDE.md / README previews of "
           "`preview_lines` lines, 0..200, 0 = none). Starts nothing.", read_only=True)
@@ -125,7 +127,7 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
         cfg = state.dispatcher.config()
         state.dispatcher.agent(name, cfg)
         lines = clamp(preview_lines, 0, PREVIEW_LINES_MAX)
-        return configmod.agent_inspection(name, cfg.agents[name], cfg.settings, lines)
+        return state.dispatcher.with_typical(configmod.agent_inspection(name, cfg.agents[name], cfg.settings, lines))
 
     @tool("Register a project directory as an agent. `description` is generated from the project when "
           "empty; `timeout` seconds (0 = default); `max_budget_usd` per dispatch (0 = none); tool lists are "
@@ -285,18 +287,24 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
           "{agent, task, context?, caller?, goal?, response_format?, return_ref?, summary_chars?, group?}. "
           "Answers a list of results in item order; with `aggregate` (an agent name) that agent also combines "
           "them, and the "
-          "answer is {individual_results, aggregated}. The whole call is refused if any item is invalid.", asks=True)
-    async def dispatch_parallel(ctx: Context, dispatches: str, aggregate: str = "", *, ask: AskFn) -> Any:
+          "answer is {individual_results, aggregated}. The whole call is refused if any item is invalid. "
+          "max_total_usd > 0 is one spend cap for the whole fan-out: once reached, no further item starts, running "
+          "items are cancelled, and the items not completed answer error_type 'budget'.", asks=True)
+    async def dispatch_parallel(
+        ctx: Context, dispatches: str, aggregate: str = "", max_total_usd: float = 0, *, ask: AskFn
+    ) -> Any:
+        total = check_total_usd(max_total_usd)
         requests = state.dispatcher.parse_parallel(dispatches)
         if aggregate:
             state.dispatcher.agent(aggregate)
 
         async def plain(watch: Any) -> Any:
-            return await state.dispatcher.dispatch_parallel(requests, aggregate, ask=ask, watch=watch)
+            return await state.dispatcher.dispatch_parallel(requests, aggregate, total, ask=ask, watch=watch)
 
         agents = ",".join(dict.fromkeys(req.agent for req in requests))
         label = (agents[:200], f"{len(requests)} dispatches: " + " | ".join(r.task[:80] for r in requests[:5]),
-                 {"dispatches": [r.model_dump() for r in requests], "aggregate": aggregate})
+                 {"dispatches": [r.model_dump() for r in requests], "aggregate": aggregate,
+                  "max_total_usd": total})
         return await tasks.run_call(ctx, state.jobs, "dispatch_parallel", label, plain)
 
     @tool("Like dispatch, but while the agent works you receive progress notifications with what it is "
@@ -395,14 +403,31 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
         return [job.summary() for job in jobs]
 
     @tool("Delete finished job records older than `max_age_days` (default 7). Pending and running jobs are "
-          "never deleted.")
-    async def dispatch_gc(max_age_days: float = 7) -> dict[str, Any]:
+          "never deleted. dry_run=true deletes nothing and answers which jobs would go.")
+    async def dispatch_gc(max_age_days: float = 7, dry_run: bool = False) -> dict[str, Any]:
         days = finite(max_age_days, "max_age_days")
+        if dry_run:
+            ids = await anyio.to_thread.run_sync(lambda: state.jobs.gc_preview(days))
+            return {"deleted": 0, "would_delete": len(ids), "job_ids": ids}
         return {"deleted": await anyio.to_thread.run_sync(lambda: state.jobs.gc(days))}
 
     @tool("Read a stored result by its ref (from return_ref) or dispatch_async job id. max_chars > 0 cuts the "
           "text and adds truncated: true and full_size.", read_only=True)
     async def fetch_result(ref: str, max_chars: int = 0) -> dict[str, Any]:
         return await state.jobs.fetch_result(ref, max_chars)
+
+    # -- usage -------------------------------------------------------------------------------
+
+    @tool("What dispatches cost and how long they took over the last `days` local days (default 7; today "
+          "included), from the usage journal shared by every agent-dispatch server of this user: spend, counts, "
+          "cached share and the money it saved, durations (median, p90, max), outcomes, failures by type, per "
+          "agent and per caller. `agent` narrows it to one agent.", read_only=True)
+    async def usage_stats(days: float = 7, agent: str = "") -> dict[str, Any]:
+        return await anyio.to_thread.run_sync(lambda: state.dispatcher.usage_stats(days, agent))
+
+    @tool("The dispatches running right now across every agent-dispatch server and CLI of this user: agent, "
+          "tool, server_pid, started_at (Unix seconds), caller, job_id, last_progress.", read_only=True)
+    async def list_running() -> list[dict[str, Any]]:
+        return await anyio.to_thread.run_sync(state.dispatcher.running)
 
     return server

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import fcntl
 import json
 import logging
 import os
+import re
 import tempfile
 from typing import Any
 
@@ -24,6 +26,7 @@ from agent_dispatch.usage.journal import Journal, previous_path, read_records, s
 log = logging.getLogger(__name__)
 
 FORMAT = 1
+_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 SAVE_AFTER_BYTES = 256 * 1024  # journal bytes read before the summary file is rewritten
 
 
@@ -91,6 +94,7 @@ class Summary:
         self._seen: tuple[int, int, int] | None = None  # (ino, dev, size) of the live journal at the last refresh
         self._loaded = False
         self._unsaved = 0
+        self.folded = 0  # journal bytes folded in, over every generation: how far this summary is
 
     # -- keeping it current ------------------------------------------------------------------------
 
@@ -117,18 +121,26 @@ class Summary:
             self.save()
         return bool(read)
 
+    def _position(self, generations: list[Any]) -> int | None:
+        src = self.source
+        if src is None:
+            return 0
+        for index, (_, st) in enumerate(generations):
+            if (st.st_ino, st.st_dev) == (src["ino"], src["dev"]):
+                return index
+        return None
+
     def _read_new(self) -> int:
         """Fold the lines not yet seen; returns how many bytes were read."""
         generations = self.journal.generations()
+        first = self._position(generations)
+        if first is None:  # the file last read was rotated away: the saved summary has folded it
+            self._load()
+            first = self._position(generations)
         src = self.source
-        first, offset, newer_than = 0, 0, None
-        if src is not None:
-            for index, (_, st) in enumerate(generations):
-                if (st.st_ino, st.st_dev) == (src["ino"], src["dev"]):
-                    first, offset = index, src["offset"]
-                    break
-            else:  # the file last read is gone (rotations missed): take only lines newer than it
-                newer_than = float(src.get("ts") or 0)
+        offset, newer_than = (src["offset"] if src else 0), None
+        if first is None:  # rotations missed by everyone: take only lines newer than those folded
+            first, offset, newer_than = 0, 0, float(src.get("ts") or 0) if src else 0.0
         newest = float(src.get("ts") or 0) if src else 0.0
         read = 0
         for index in range(first, len(generations)):
@@ -136,6 +148,7 @@ class Summary:
             start = offset if index == first else 0
             records, end = read_records(path, start)
             read += end - start
+            self.folded += end - start
             for record in records:
                 ts = record.get("ts")
                 if not isinstance(ts, (int, float)):
@@ -157,18 +170,32 @@ class Summary:
                 data = json.loads(fh.read())
             if data.get("format") == FORMAT and isinstance(data.get("days"), dict):
                 self.days = data["days"]
+                self.folded = int(data.get("folded") or 0)
                 source = data.get("source")
                 self.source = source if isinstance(source, dict) and {"ino", "dev", "offset"} <= set(source) else None
         except (OSError, ValueError, AttributeError):
-            self.days, self.source = {}, None
+            self.days, self.source, self.folded = {}, None, 0
 
     def save(self) -> None:
-        """Write the summary atomically (temporary file + rename), owner-only. Never raises."""
+        """Write the summary atomically (temporary file + rename), owner-only. Never raises.
+
+        A summary is never replaced by one that has folded less of the journal (a slow process
+        saving after another one rotated), so no line is ever dropped from it."""
         if self.source is None:
             return
-        data = {"format": FORMAT, "source": self.source, "days": self.days}
+        data = {"format": FORMAT, "folded": self.folded, "source": self.source, "days": self.days}
         try:
             directory = self.path.parent
+            lock = os.open(self.path.with_name(self.path.name + ".lock"), _LOCK_FLAGS, 0o600)
+        except OSError as exc:
+            log.warning("cannot write the usage summary %s: %s", self.path, exc)
+            return
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if _saved_folded(self.path) > self.folded:
+                self._loaded = False  # another process is ahead: read its summary next time
+                self._seen = None
+                return
             fd, tmp = tempfile.mkstemp(prefix=".usage-summary-", dir=directory)
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -181,12 +208,25 @@ class Summary:
             self._unsaved = 0
         except OSError as exc:
             log.warning("cannot write the usage summary %s: %s", self.path, exc)
+        finally:
+            os.close(lock)
 
     # -- reading ---------------------------------------------------------------------------------
 
     def spend_on(self, day: str) -> float:
         """What the runs of local day `day` cost, all agents together."""
         return sum(entry["spend"] for entry in self.days.get(day, {}).values())
+
+
+def _saved_folded(path: Any) -> int:
+    """How much of the journal the summary on disk has folded (read from the file's head)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(128)
+    except OSError:
+        return -1
+    found = re.search(rb'"folded":(\d+)', head)
+    return int(found.group(1)) if found else -1
 
 
 def ensure_rotated(journal: Journal, summary: Summary) -> bool:
