@@ -117,6 +117,10 @@ def registration_args(command: list[str]) -> list[str]:
         env += ["-e", f"{paths.CONFIG_ENV}={paths.config_path()}"]
     if os.environ.get(paths.JOBS_DIR_ENV, "").strip():
         env += ["-e", f"{paths.JOBS_DIR_ENV}={paths.jobs_dir()}"]
+    if os.environ.get(paths.USAGE_LOG_ENV, "").strip():
+        env += ["-e", f"{paths.USAGE_LOG_ENV}={paths.usage_log_path()}"]
+    if os.environ.get(paths.RUNTIME_DIR_ENV, "").strip():
+        env += ["-e", f"{paths.RUNTIME_DIR_ENV}={paths.runtime_dir()}"]
     return ["mcp", "add", "-s", "user", SERVER_NAME, *env, "--", *command]
 
 
