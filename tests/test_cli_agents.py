@@ -106,6 +106,7 @@ def stored(config_path):
 
 def test_init_creates_the_config_and_registers(runner, mcp_claude, config_path, monkeypatch):
     monkeypatch.delenv("AGENT_DISPATCH_CONFIG")  # the default path: nothing to pass with -e
+    monkeypatch.delenv("AGENT_DISPATCH_RUNTIME_DIR")
     result = run(runner, "init")
     assert result.exit_code == 0, result.output
     assert f"Created {config_path}" in result.output and "Registered agent-dispatch" in result.output
@@ -150,6 +151,7 @@ def test_init_notes_a_registration_of_another_command(runner, mcp_claude):
 
 def test_init_without_claude_prints_the_command(runner, monkeypatch, tmp_path, config_path):
     monkeypatch.setenv("AGENT_DISPATCH_CLAUDE", str(tmp_path / "no-claude"))
+    monkeypatch.delenv("AGENT_DISPATCH_RUNTIME_DIR")
     result = run(runner, "init")
     assert result.exit_code == 0
     assert "`claude` command was not found" in result.output

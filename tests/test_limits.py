@@ -294,3 +294,12 @@ def test_a_bad_user_cap_is_a_readable_config_error(write_config, project, bad):
     """)
     out = subprocess.run([CLI, "list"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and "max_concurrency_user" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_init_registers_the_server_with_the_runtime_dir_and_journal_chosen_here(monkeypatch, tmp_path):
+    from agent_dispatch.cli.doctor import registration_args
+
+    monkeypatch.setenv("AGENT_DISPATCH_USAGE_LOG", str(tmp_path / "u.jsonl"))
+    args = registration_args(["agent-dispatch", "serve"])
+    assert f"AGENT_DISPATCH_RUNTIME_DIR={os.environ['AGENT_DISPATCH_RUNTIME_DIR']}" in args
+    assert f"AGENT_DISPATCH_USAGE_LOG={tmp_path / 'u.jsonl'}" in args
