@@ -20,7 +20,7 @@ from agent_dispatch.runner import RunSpec
 
 
 def with_run_cap(spec: RunSpec, left: float | None) -> RunSpec:
-    """The spec with a per-run cap no larger than `left` dollars (None: unchanged)."""
+    """The spec with a per-run cap no larger than `left` dollars (None, or a CLI without one: unchanged)."""
     if left is None:
         return spec
     left = max(left, 0.01)  # the CLI needs a positive amount; the cap check before the run refused the rest
@@ -28,6 +28,10 @@ def with_run_cap(spec: RunSpec, left: float | None) -> RunSpec:
     if current is not None and current <= left:
         return spec
     agent = spec.agent.model_copy(update={"max_budget_usd": round(left, 4)})
+    try:
+        spec.runtime.check_agent(agent)
+    except Exception:  # noqa: BLE001 - this CLI takes no per-run cap: the caps before and after the run still hold
+        return spec
     return dataclasses.replace(spec, agent=agent)
 
 

@@ -42,6 +42,9 @@ def record_for(result: Any, *, tool: str, **fields: Any) -> dict[str, Any]:
         value = getattr(result, key, None)
         if isinstance(value, str) and value:
             rec[key] = value
+    tokens = getattr(result, "usage", None)
+    if isinstance(tokens, dict) and tokens and not cached:
+        rec["usage"] = {str(k)[:40]: v for k, v in list(tokens.items())[:8] if isinstance(v, int)}
     rec.update({key: value for key, value in fields.items() if value is not None and value != ""})
     return rec
 

@@ -40,7 +40,7 @@ _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 KEYS = (
     "ts", "agent", "tool", "success", "cached", "cost_usd", "saved_usd", "duration_ms", "num_turns",
     "error_type", "outcome", "budget_exceeded", "refused", "caller", "session_id", "job_id", "runtime",
-    "host", "depth",
+    "host", "depth", "usage",
 )
 
 
