@@ -51,7 +51,7 @@ class _Acc:
         self.failed += entry["failed"]
         self.spend += entry["spend"]
         self.saved += entry["saved"]
-        self.durations.extend(run[0] for run in entry["runs"])
+        self.durations.extend(entry["d"])
         _add_counts(self.outcomes, entry["outcomes"])
         _add_counts(self.failures, entry["failures"])
         for caller, (count, spend) in entry["callers"].items():
@@ -150,10 +150,8 @@ def typical(summary: Summary, agent: str, now: float | None = None) -> dict[str,
         entry = summary.days.get(day, {}).get(agent)
         if entry is None:
             continue
-        for duration, cost in entry["runs"]:
-            durations.append(duration)
-            if cost is not None:
-                costs.append(cost)
+        durations.extend(entry["d"])
+        costs.extend(entry["c"])
         failed += entry["failed"]
         _add_counts(outcomes, entry["outcomes"])
     if len(durations) < TYPICAL_MIN_RUNS:

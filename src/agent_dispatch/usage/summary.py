@@ -2,7 +2,7 @@
 
 The summary is what every reader uses (stats, `typical`, the daily budget): it holds, per local
 day and agent, the counts, spend, money the cache saved, outcomes, failures by type, callers,
-and one `[duration_ms, cost_usd]` pair per run that really ran (for exact medians and p90s).
+and the duration (and cost) of every run that really ran (for exact medians and p90s).
 It is persisted beside the journal (`usage.jsonl.summary`, 0o600) with the position read so
 far, so a fresh process reads the summary plus the journal's new lines, never the whole
 history again. That file is how years of use stay small after the raw lines are rotated away.
@@ -25,7 +25,7 @@ from agent_dispatch.usage.journal import Journal, previous_path, read_records, s
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
 _LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 SAVE_AFTER_BYTES = 256 * 1024  # journal bytes read before the summary file is rewritten
 
@@ -35,19 +35,37 @@ def local_day(ts: float) -> str:
     return _dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d")
 
 
+class _Days:
+    """Maps a Unix time to its local day, remembering the last day's bounds (journals are in time order)."""
+
+    def __init__(self) -> None:
+        self.start = self.end = 0.0
+        self.name = ""
+
+    def __call__(self, ts: float) -> str:
+        if not self.start <= ts < self.end:
+            moment = _dt.datetime.fromtimestamp(ts)
+            midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+            self.name = midnight.strftime("%Y-%m-%d")
+            self.start = midnight.timestamp()
+            self.end = (midnight + _dt.timedelta(days=1)).timestamp()
+        return self.name
+
+
 def _new_day() -> dict[str, Any]:
-    return {"n": 0, "cached": 0, "failed": 0, "spend": 0.0, "saved": 0.0, "runs": [], "outcomes": {},
+    # d: duration_ms of every run that ran; c: cost_usd of those that reported one
+    return {"n": 0, "cached": 0, "failed": 0, "spend": 0.0, "saved": 0.0, "d": [], "c": [], "outcomes": {},
             "failures": {}, "callers": {}}
 
 
-def fold(days: dict[str, dict[str, dict[str, Any]]], record: dict[str, Any]) -> None:
+def fold(days: dict[str, dict[str, dict[str, Any]]], record: dict[str, Any], day_of: Any = local_day) -> None:
     """Add one journal record to the day aggregates."""
     ts = record.get("ts")
     agent = record.get("agent")
     if not isinstance(ts, (int, float)) or not isinstance(agent, str):
         return
     try:
-        day = days.setdefault(local_day(ts), {})
+        day = days.setdefault(day_of(ts), {})
     except (OverflowError, OSError, ValueError):
         return
     entry = day.get(agent)
@@ -66,7 +84,9 @@ def fold(days: dict[str, dict[str, dict[str, Any]]], record: dict[str, Any]) -> 
             entry["spend"] += cost
         duration = record.get("duration_ms")
         if not record.get("refused") and isinstance(duration, (int, float)) and not isinstance(duration, bool):
-            entry["runs"].append([int(duration), cost])
+            entry["d"].append(int(duration))
+            if cost is not None:
+                entry["c"].append(cost)
     if not record.get("success"):
         entry["failed"] += 1
         kind = record.get("error_type") or "cli_error"
@@ -143,6 +163,7 @@ class Summary:
             first, offset, newer_than = 0, 0, float(src.get("ts") or 0) if src else 0.0
         newest = float(src.get("ts") or 0) if src else 0.0
         read = 0
+        day_of = _Days()
         for index in range(first, len(generations)):
             path, st = generations[index]
             start = offset if index == first else 0
@@ -155,7 +176,7 @@ class Summary:
                     continue
                 if newer_than is not None and ts <= newer_than:
                     continue
-                fold(self.days, record)
+                fold(self.days, record, day_of)
                 newest = max(newest, ts)
             self.source = {"ino": st.st_ino, "dev": st.st_dev, "offset": end, "ts": newest}
         return read
@@ -198,8 +219,8 @@ class Summary:
                 return
             fd, tmp = tempfile.mkstemp(prefix=".usage-summary-", dir=directory)
             try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(data, fh, separators=(",", ":"))
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(json.dumps(data, separators=(",", ":")).encode())  # dumps: the C encoder
                 os.replace(tmp, self.path)
             except BaseException:
                 with contextlib.suppress(OSError):
