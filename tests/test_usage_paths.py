@@ -159,3 +159,14 @@ def test_a_gc_dry_run_deletes_nothing(write_config, project, config_path):
     out = subprocess.run([CLI, "gc", "--days", "1", "--dry-run"], capture_output=True, text=True, timeout=60)
     assert old.id in out.stdout
     assert (config_path.parent / "jobs" / f"{old.id}.json").exists()
+
+
+async def test_the_journal_records_outcomes_and_stats_count_them(two_agents, fake_claude, config_path):
+    fake_claude('prompt = read_prompt(); emit_result("half of it\\nSTATUS: partial" if "half" in prompt '
+                'else "all of it\\nSTATUS: done")')
+    async with connect() as client:
+        await call(client, "dispatch", agent="infra", task="do half")
+        await call(client, "dispatch", agent="infra", task="do all")
+        stats = await call(client, "usage_stats", agent="infra")
+    assert sorted(r["outcome"] for r in journal(config_path)) == ["done", "partial"]
+    assert stats["outcomes"] == {"done": 1, "partial": 1} and stats["agents"]["infra"]["outcomes"] == stats["outcomes"]

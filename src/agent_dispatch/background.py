@@ -474,7 +474,8 @@ class JobManager:
         return ids
 
     async def apply_retention(self) -> None:
-        """Prune terminal jobs older than settings.job_retention_days (0 = keep all); at server start."""
+        """Prune terminal jobs older than settings.job_retention_days (0 = keep all); at server start,
+        once recovery has settled the jobs of dead servers."""
         try:
             days = self.dispatcher.config().settings.job_retention_days
             if days > 0:
@@ -559,6 +560,7 @@ class JobManager:
                 await self._resolve_if_orphaned(job)
             except Exception:  # noqa: BLE001, S112 - one damaged record must not stop the others
                 continue
+        await self.apply_retention()
 
     async def _resolve_if_orphaned(self, job: Job) -> Job:
         return self._settle(job, adopt=True)

@@ -79,7 +79,6 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
             state.jobs = background.JobManager(state.dispatcher, tg)
             state.flows.tg = tg
             tg.start_soon(state.jobs.recover_on_start)
-            tg.start_soon(state.jobs.apply_retention)
             try:
                 yield {}
             finally:
