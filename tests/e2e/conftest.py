@@ -175,6 +175,7 @@ def e2e(claude_cli, standin, tmp_path, monkeypatch) -> E2E:
     monkeypatch.setenv("DISABLE_AUTOUPDATER", "1")
     monkeypatch.setenv("AGENT_DISPATCH_CONFIG", str(config))
     monkeypatch.setenv("AGENT_DISPATCH_CLAUDE", str(claude_cli))
+    monkeypatch.setenv("AGENT_DISPATCH_RUNTIME_DIR", str(tmp_path / "run"))  # never the real user's slots
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(proxy, raising=False)
