@@ -195,7 +195,7 @@ import os, subprocess, sys
 prompt = read_prompt()
 depth = int(os.environ.get("AGENT_DISPATCH_DEPTH", "0"))
 if depth < 3:
-    out = subprocess.run([os.environ["AD_CLI"], "test", "infra", f"level {depth}", "--json"],
+    out = subprocess.run([os.environ["AD_CLI"], "test", "abc"[depth], f"level {depth}", "--json"],
                          capture_output=True, text=True, timeout=90)
     inner = json.loads(out.stdout)["result"] if out.stdout else "failed: " + out.stderr
     emit_result(f"depth {depth} <- " + inner)
@@ -207,8 +207,14 @@ else:
 def test_a_nested_chain_at_the_cap_completes(write_config, project, fake_claude, monkeypatch):
     write_config(f"""
         agents:
-          infra:
-            directory: {project('infra')}
+          a:
+            directory: {project('a')}
+            timeout: 100
+          b:
+            directory: {project('b')}
+            timeout: 100
+          c:
+            directory: {project('c')}
             timeout: 100
         settings:
           max_concurrency_user: 1
@@ -216,7 +222,7 @@ def test_a_nested_chain_at_the_cap_completes(write_config, project, fake_claude,
     """)
     fake_claude(NESTING_BODY)
     monkeypatch.setenv("AD_CLI", CLI)
-    out = subprocess.run([CLI, "test", "infra", "go", "--json"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([CLI, "test", "a", "go", "--json"], capture_output=True, text=True, timeout=120)
     result = json.loads(out.stdout)
     assert result["success"] is True, result
     # three agent processes nested at a cap of one: each nested run borrowed its caller's slot
