@@ -141,15 +141,9 @@ def ssh_command() -> str:
 
 
 def _runtime_dir() -> Path:
-    value = os.environ.get(RUNTIME_DIR_ENV, "").strip()
-    if value:
-        return Path(os.path.abspath(os.path.expanduser(value)))
-    xdg = os.environ.get("XDG_RUNTIME_DIR", "").strip()
-    if xdg:
-        return Path(xdg) / "agent-dispatch"
-    from agent_dispatch.config.paths import config_path
+    from agent_dispatch.config.paths import runtime_dir  # one rule for the per-user runtime directory
 
-    return config_path().parent / "run"
+    return runtime_dir()
 
 
 def _private_dir(path: Path) -> Path | None:
