@@ -342,6 +342,8 @@ class Dispatcher:
         """The `usage_stats` answer; BadArgumentError for days that are not a finite number > 0."""
         if isinstance(days, bool) or not isinstance(days, (int, float)) or not math.isfinite(days) or days <= 0:
             raise BadArgumentError("days must be a finite number greater than 0")
+        if float(days).is_integer():
+            days = int(days)  # `--days 7` and days=7 answer the same object
         if agent:
             check_agent_name(agent)
         return self.usage().stats(days, agent)
