@@ -326,7 +326,8 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
         )
 
         async def plain(watch: Any) -> dict[str, Any]:
-            return (await state.dispatcher.dispatch(req, use_cache=False, ask=ask, watch=watch)).to_json()
+            return (await state.dispatcher.dispatch(req, use_cache=False, ask=ask, watch=watch,
+                                                    tool="dispatch_stream")).to_json()
 
         return await tasks.run_single(ctx, state.jobs, "dispatch_stream", req, plain)
 
