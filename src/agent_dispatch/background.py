@@ -105,7 +105,7 @@ def ref_payload(ref: str, result: DispatchResult, summary_chars: int) -> dict[st
         "summary_chars": summary_chars,
     }
     for key in ("session_id", "cost_usd", "duration_ms", "num_turns", "error", "error_type", "parsed_result",
-                "cached", "denied_tools", "hint", "outcome", "question", "clarifications"):
+                "cached", "denied_tools", "hint", "outcome", "question", "clarifications", "changes", "warning"):
         if key in full:
             out[key] = full[key]
     return out
@@ -327,7 +327,12 @@ class JobManager:
             current = self.store.get(job_id)
             if current.status != "pending":
                 return  # cancelled while it waited for a slot: it never runs
-            result = await run_claude(spec, on_event=on_event, on_spawn=on_spawn, detach_on_cancel=True)
+            result = await d.tracked(
+                spec,
+                lambda s: run_claude(s, on_event=on_event, on_spawn=on_spawn, detach_on_cancel=True),
+                job_id=job_id,
+                settle_on_cancel=lambda: not run_alive(self._handles.get(job_id) or {}),
+            )
         if ask_human:  # a task: a blocked agent's question goes to the human as input_required
             result = await d.clarify(agent, req, result, cfg, self._asker(job_id), stream=True, on_event=on_event)
         if cache:

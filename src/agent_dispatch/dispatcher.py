@@ -8,8 +8,10 @@ Async jobs, refs and recovery live in `agent_dispatch.background`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,6 +21,7 @@ from pydantic import ValidationError
 from agent_dispatch import config as configmod
 from agent_dispatch import protocol
 from agent_dispatch.cache import ResultCache, cache_key
+from agent_dispatch.changes import GitError, IsolationRefused, RunTracker, check_isolation, worktrees
 from agent_dispatch.errors import AgentNotFoundError, BadArgumentError, RecursionFailure
 from agent_dispatch.limiter import Limiter
 from agent_dispatch.models import (
@@ -150,7 +153,7 @@ class Dispatcher:
             prompt = prompt if resume else protocol.with_system_text(system, prompt)
             system = None
         return RunSpec(
-            agent=agent,
+            agent=agent.isolated(req.isolation),
             prompt=prompt,
             claude=self.command(agent),
             stream=stream,
@@ -184,6 +187,11 @@ class Dispatcher:
             build_argv(spec)
         except Exception as exc:  # InvalidInputFailure: refused before anything ran
             return DispatchResult.failure(spec.agent.name, exc)
+        if spec.agent.isolation == "worktree" and not (spec.resume and worktrees.find_session(spec.resume)):
+            try:
+                check_isolation(spec.agent.directory, spec.agent.name)
+            except IsolationRefused as exc:
+                return DispatchResult.failure(spec.agent.name, exc)
         return None
 
     async def run(self, spec: RunSpec, cfg: AppConfig, *, on_event: Any = None, on_spawn: Any = None) -> DispatchResult:
@@ -192,7 +200,41 @@ class Dispatcher:
         if refused is not None:
             return refused
         async with self.limiter.slot():
-            return await run_claude(spec, on_event=on_event, on_spawn=on_spawn)
+            return await self.tracked(spec, lambda s: run_claude(s, on_event=on_event, on_spawn=on_spawn))
+
+    async def tracked(
+        self,
+        spec: RunSpec,
+        start: Callable[[RunSpec], Awaitable[DispatchResult]],
+        *,
+        job_id: str | None = None,
+        settle_on_cancel: Callable[[], bool] | bool = True,
+    ) -> DispatchResult:
+        """Run `start(spec)` with its change report, in its worktree when isolated (every path comes here).
+
+        The run's directory is set here, on the spec, for whatever runtime runs it. A cancelled run
+        settles its worktree only when `settle_on_cancel` says its process is gone (a detached
+        async job keeps working in it).
+        """
+        tracker = RunTracker(spec.agent, job_id or uuid.uuid4().hex, resume=spec.resume, job_id=job_id)
+        try:
+            directory = await anyio.to_thread.run_sync(tracker.begin)
+        except (IsolationRefused, GitError, OSError) as exc:
+            refusal = exc if isinstance(exc, IsolationRefused) else IsolationRefused(
+                f"could not prepare the worktree for agent {spec.agent.name}: {exc}")
+            await anyio.to_thread.run_sync(lambda: tracker.end(DispatchResult(agent=spec.agent.name, success=False)))
+            return DispatchResult.failure(spec.agent.name, refusal)
+        if directory != spec.agent.directory:
+            spec = dataclasses.replace(spec, agent=spec.agent.model_copy(update={"directory": directory}))
+        try:
+            result = await start(spec)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                settle = settle_on_cancel() if callable(settle_on_cancel) else settle_on_cancel
+                empty = DispatchResult(agent=spec.agent.name, success=False)
+                await anyio.to_thread.run_sync(lambda: tracker.end(empty, settle=settle))
+            raise
+        return await anyio.to_thread.run_sync(tracker.end, result)
 
     # -- workflows ---------------------------------------------------------------------------
 
@@ -209,7 +251,7 @@ class Dispatcher:
         agent = self.agent(req.agent, cfg)
         req = self.through_group(req, cfg)
         caching = use_cache and cfg.settings.cache.enabled
-        key = cache_key(req, agent) if caching else None
+        key = cache_key(req, agent.isolated(req.isolation)) if caching else None
         if key is not None:
             hit = self.cache.get(key)
             if hit is not None:
