@@ -325,3 +325,98 @@ async def test_parallel_items_each_get_their_own_worktree(agents, editor, repo):
     assert [sorted(files_of(r)) for r in results] == [["a.txt"], ["b.txt"]]
     assert not any(r["changes"].get("concurrent") for r in results)  # separate trees do not overlap
     assert sorted(branches(repo)) == sorted(r["changes"]["branch"] for r in results)
+
+
+# -- through the real MCP server: async jobs and refs ------------------------------------------------
+
+
+async def test_an_async_job_in_a_worktree_reports_its_changes(agents, editor, repo):
+    from mcp_client import call, connect
+
+    agents()
+    async with connect() as client:
+        job = await call(client, "dispatch_async", agent="coder", task=ops(["write", "bg.txt", "x\n"]),
+                         isolation="worktree")
+        done = await call(client, "dispatch_wait", job_id=job["job_id"], timeout_seconds=60)
+        ref = await call(client, "dispatch", agent="coder", task=ops(["write", "ref.txt", "r\n"]), return_ref=True)
+    result = done["result"]
+    assert done["status"] == "done", done
+    assert [f["path"] for f in result["changes"]["files"]] == ["bg.txt"]
+    branch = result["changes"]["branch"]
+    assert branch == f"agent-dispatch/coder-{job['job_id'][:12]}"  # named after the agent and the job
+    assert (Path(result["changes"]["worktree"]) / "bg.txt").exists() and not (repo / "bg.txt").exists()
+    assert [f["path"] for f in ref["changes"]["files"]] == ["ref.txt"] and (repo / "ref.txt").exists()
+
+
+async def test_an_async_job_refused_for_isolation_fails_without_running(agents, editor, project):
+    from mcp_client import call, connect
+
+    agents(directory=project("plain"))
+    async with connect() as client:
+        job = await call(client, "dispatch_async", agent="coder", task=ops(), isolation="worktree")
+        done = await call(client, "dispatch_wait", job_id=job["job_id"], timeout_seconds=60)
+    assert done["status"] == "failed" and done["result"]["error_type"] == "invalid_input"
+    assert editor.runs() == []
+
+
+# -- the `worktrees` command and gc ------------------------------------------------------------------
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    from mcp_client import SERVER
+
+    return subprocess.run([SERVER, *args], capture_output=True, text=True, timeout=120)
+
+
+async def test_worktrees_lists_and_cleans_and_gc_keeps_unmerged_work(agents, editor, repo):
+    d = agents(", isolation: worktree")
+    merged = (await dispatch(d, ["write", "m.txt", "m\n"], ["sh", "git add m.txt && git commit -qm merged"]))["changes"]
+    open_work = (await dispatch(d, ["write", "u.txt", "u\n"]))["changes"]
+    git(repo, "merge", "-q", "--ff-only", merged["branch"])
+
+    listing = json.loads(cli("worktrees", "--json").stdout)
+    by_branch = {item["branch"]: item for item in listing}
+    assert set(by_branch) == {merged["branch"], open_work["branch"]}
+    assert by_branch[open_work["branch"]]["changed_files"] == ["u.txt"]
+    assert by_branch[open_work["branch"]]["merged"] is False and by_branch[merged["branch"]]["merged"] is True
+    assert by_branch[merged["branch"]]["commits"] == 1
+    assert all(item["agent"] == "coder" and item["age_seconds"] >= 0 for item in listing)
+    text = cli("worktrees")
+    assert text.returncode == 0 and open_work["branch"] in text.stdout and open_work["worktree"] in text.stdout
+
+    gc = cli("gc", "--all")
+    assert gc.returncode == 0, gc.stderr
+    assert not Path(merged["worktree"]).exists() and Path(open_work["worktree"]).exists()
+    assert branches(repo) == [open_work["branch"]]
+
+    assert json.loads(cli("worktrees", "--clean", "--merged", "--json").stdout) == {"removed": []}
+    assert Path(open_work["worktree"]).exists()
+    cleaned = cli("worktrees", "--clean")
+    assert cleaned.returncode == 0 and "Removed 1 worktree." in cleaned.stdout
+    assert not Path(open_work["worktree"]).exists() and branches(repo) == []
+    assert cli("worktrees").stdout.strip() == "No kept worktrees."
+
+
+async def test_worktrees_clean_by_name_and_usage_errors(agents, editor, repo):
+    d = agents(", isolation: worktree")
+    one = (await dispatch(d, ["write", "1.txt", "1\n"]))["changes"]
+    two = (await dispatch(d, ["write", "2.txt", "2\n"]))["changes"]
+    name = Path(one["worktree"]).name
+    out = cli("worktrees", "--clean", name)
+    assert out.returncode == 0, out.stderr
+    assert not Path(one["worktree"]).exists() and Path(two["worktree"]).exists()
+    missing = cli("worktrees", "--clean", "nope-000000000000")
+    assert missing.returncode == 1 and "no kept worktree named nope-000000000000" in missing.stderr
+    assert cli("worktrees", "--merged").returncode == 2
+
+
+async def test_isolation_is_set_and_cleared_from_the_cli(agents, config_path):
+    agents()
+    assert cli("update", "coder", "--isolation", "worktree").returncode == 0
+    assert "isolation: worktree" in config_path.read_text()
+    assert "worktree (each dispatch in a fresh git worktree)" in cli("describe", "coder").stdout
+    assert json.loads(cli("describe", "coder", "--json").stdout)["isolation"] == "worktree"
+    bad = cli("update", "coder", "--isolation", "sandbox")
+    assert bad.returncode == 2 and "isolation must be one of none, worktree" in bad.stderr
+    assert cli("update", "coder", "--isolation", "none").returncode == 0
+    assert "isolation:" not in config_path.read_text()

@@ -27,6 +27,7 @@ from typing import Any
 from agent_dispatch.changes.git import GitError, RepoInfo, decode_path, forget, git, repo_info, status
 from agent_dispatch.errors import BadArgumentError, InvalidInputFailure
 from agent_dispatch.files import tighten_dir
+from agent_dispatch.runner.tree import read_stat
 
 WORKTREES_DIR_ENV = "AGENT_DISPATCH_WORKTREES_DIR"
 BRANCH_PREFIX = "agent-dispatch/"
@@ -64,6 +65,7 @@ class Worktree:
     state: str = "active"  # active (a run is in it), kept (work left in it), removed
     sessions: list[str] = field(default_factory=list)
     job_id: str | None = None
+    owner: dict[str, Any] | None = None  # the server process of the run in it, while active
     version: int = RECORD_VERSION
 
     @property
@@ -73,6 +75,21 @@ class Worktree:
     @property
     def exists(self) -> bool:
         return os.path.isdir(self.path)
+
+    @property
+    def in_use(self) -> bool:
+        """A run is working in it now (its server is alive); one whose server died is not."""
+        owner = self.owner or {}
+        pid = owner.get("pid")
+        if self.state != "active" or not isinstance(pid, int) or pid <= 0:
+            return False
+        stat = read_stat(pid)
+        return stat is not None and stat.state != "Z" and stat.start == owner.get("start")
+
+
+def _me() -> dict[str, Any]:
+    stat = read_stat(os.getpid())
+    return {"pid": os.getpid(), "start": stat.start if stat else None}
 
 
 def check_isolation(directory: str, agent: str) -> RepoInfo:
@@ -170,7 +187,8 @@ def create(info: RepoInfo, directory: str, agent: str, run_id: str, *, job_id: s
     base = git(["rev-parse", "--verify", "HEAD^{commit}"], info.toplevel).decode().strip()
     now = time.time()
     record = Worktree(name=name, agent=agent, repo=info.toplevel, subdir=subdir, path=str(store / name),
-                      branch=BRANCH_PREFIX + name, base=base, created_at=now, updated_at=now, job_id=job_id)
+                      branch=BRANCH_PREFIX + name, base=base, created_at=now, updated_at=now, job_id=job_id,
+                      owner=_me())
     save(record, store)  # the record first: a worktree is never left without one
     try:
         git(["worktree", "add", "--quiet", "-b", record.branch, "--", record.path, base], info.toplevel)
@@ -192,6 +210,7 @@ def create(info: RepoInfo, directory: str, agent: str, run_id: str, *, job_id: s
 def reopen(record: Worktree, store: Path | None = None) -> Worktree:
     """Make a session's worktree ready again: as it is when it exists, recreated at the same path when not."""
     store = _store(store or worktrees_dir())
+    record.owner = _me()
     if record.exists:
         record.state = "active"
         save(record, store)
@@ -236,7 +255,7 @@ def settle(record: Worktree, session_id: str | None, store: Path | None = None) 
     except GitError:
         keep = True  # when in doubt, nothing is thrown away
     if keep:
-        record.state = "kept"
+        record.state, record.owner = "kept", None
         save(record, store)
         return True
     remove(record, store)
@@ -263,7 +282,7 @@ def remove(record: Worktree, store: Path | None = None) -> None:
             except GitError:
                 pass
     forget(record.path)
-    record.state = "removed"
+    record.state, record.owner = "removed", None
     if record.sessions:
         save(record, store)
     else:
@@ -289,7 +308,7 @@ def describe(record: Worktree, now: float | None = None) -> dict[str, Any]:
         "branch": record.branch,
         "path": record.path,
         "repo": record.repo,
-        "state": record.state,
+        "state": "in use" if record.in_use else ("kept" if record.state == "active" else record.state),
         "created_at": record.created_at,
         "age_seconds": max(0, int(now - record.created_at)),
     }
@@ -333,8 +352,7 @@ def kept(directory: Path | None = None) -> list[Worktree]:
     return [r for r in records(directory) if r.state != "removed" and r.exists]
 
 
-def clean(*, merged_only: bool, names: list[str] | None = None, directory: Path | None = None,
-          active_too: bool = False) -> list[dict[str, Any]]:
+def clean(*, merged_only: bool, names: list[str] | None = None, directory: Path | None = None) -> list[dict[str, Any]]:
     """Remove kept worktrees (only those whose work is merged when `merged_only`); what was removed."""
     chosen = kept(directory)
     if names:
@@ -345,8 +363,8 @@ def clean(*, merged_only: bool, names: list[str] | None = None, directory: Path 
         chosen = [r for r in chosen if r.name in names]
     removed = []
     for record in chosen:
-        if record.state == "active" and not active_too:
-            continue  # a run may be working in it right now
+        if record.in_use:
+            continue  # a run is working in it right now
         info = describe(record)
         if merged_only and not info.get("merged"):
             continue
@@ -355,25 +373,32 @@ def clean(*, merged_only: bool, names: list[str] | None = None, directory: Path 
     return removed
 
 
-def prune(max_age_days: float, directory: Path | None = None) -> int:
-    """gc: drop records of removed worktrees, and merged clean worktrees, older than `max_age_days`.
+def prune(max_age_days: float, directory: Path | None = None, *, dry_run: bool = False) -> int:
+    """gc: drop records of removed worktrees, and merged clean worktrees, not used for `max_age_days`.
 
     A kept worktree with unmerged work (a change or a commit not in its repository's HEAD) is
-    never removed here; `agent-dispatch worktrees --clean` does that when asked.
+    never removed here; `agent-dispatch worktrees --clean` does that when asked. A worktree a
+    run is working in is left alone.
     """
     directory = directory or worktrees_dir()
     cutoff = time.time() - max_age_days * 86400
     count = 0
     for record in records(directory):
-        if record.updated_at > cutoff:
+        if record.updated_at > cutoff or record.in_use:
             continue
-        if record.state == "removed" or not record.exists:
-            if record.exists:
+        if record.exists:
+            if not _merged_quietly(record):
                 continue
+            if not dry_run:
+                remove(record, directory)
+        count += 1
+        if not dry_run:
             _drop_record(record, directory)
-            count += 1
-        elif record.state == "kept" and is_merged(record):
-            remove(record, directory)
-            _drop_record(record, directory)
-            count += 1
     return count
+
+
+def _merged_quietly(record: Worktree) -> bool:
+    try:
+        return is_merged(record)
+    except GitError:
+        return False

@@ -49,6 +49,8 @@ def _agent_options(clearing: bool) -> Callable[[F], F]:
                      help="Agent CLI that runs it: claude, codex or gemini "
                      + ("(default: what the project is set up for, else claude)." if not clearing
                         else f"(see README).{clear}")),
+        click.option("--isolation", metavar="MODE",
+                     help="worktree: run each dispatch in a fresh git worktree; none: in the directory itself."),
     ]
 
     def decorate(fn: F) -> F:
@@ -84,6 +86,7 @@ def _changes(**values: Any) -> Any:
             risky_capabilities=values["risky_capabilities"],
             host=values.get("host"),
             ssh_options=values.get("ssh_options"),
+            isolation=values["isolation"],
             runtime=values["runtime"],
             directory=values.get("directory"),
         )
@@ -341,6 +344,8 @@ def describe(name: str, as_json: bool, preview_lines: int) -> None:
         ("allowed tools", _tool_state(agent.allowed_tools, settings.default_allowed_tools)),
         ("disallowed tools", _tool_state(agent.disallowed_tools, settings.default_disallowed_tools)),
         ("runtime", runtime if agent.runtime else f"{runtime} (default)"),
+        ("isolation", "worktree (each dispatch in a fresh git worktree)" if agent.isolation == "worktree"
+         else "none"),
         ("health", "ok" if info["healthy"] else f"UNHEALTHY: {info.get('problem', '')}"),
         ("CLAUDE.md", "yes" if info["has_claude_md"] else "no"),
         *([(info["context_file"], "yes" if info["has_context_file"] else "no")] if "context_file" in info else []),

@@ -165,6 +165,11 @@ def gc(days: float | None, everything: bool, dry_run: bool, as_json: bool) -> No
         return
     verb = "Would delete" if dry_run else "Deleted"
     click.echo(f"{verb} {count} job record{'s' if count != 1 else ''}.")
+    from agent_dispatch.changes import worktrees as wt
+
+    pruned = wt.prune(0 if everything else days, dry_run=dry_run)  # kept unmerged work is never touched
+    if pruned:
+        click.echo(f"{verb} {pruned} worktree record{'s' if pruned != 1 else ''} (removed or merged worktrees).")
 
 
 def register(group: click.Group) -> None:
