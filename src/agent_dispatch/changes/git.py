@@ -163,8 +163,8 @@ def encode_path(path: str) -> bytes:
 def status(toplevel: str) -> Status:
     """The work tree's status against HEAD: one `git status --porcelain=v2 -z` (untracked files listed one by one)."""
     out = git(
-        ["status", "--porcelain=v2", "-z", "--branch", "--no-renames", "--untracked-files=all",
-         "--ignore-submodules=dirty"],
+        ["status", "--porcelain=v2", "-z", "--branch", "--no-ahead-behind", "--no-renames",
+         "--untracked-files=all", "--ignore-submodules=dirty"],
         toplevel,
     )
     head: str | None = None
