@@ -420,3 +420,15 @@ async def test_isolation_is_set_and_cleared_from_the_cli(agents, config_path):
     assert bad.returncode == 2 and "isolation must be one of none, worktree" in bad.stderr
     assert cli("update", "coder", "--isolation", "none").returncode == 0
     assert "isolation:" not in config_path.read_text()
+
+
+async def test_a_cancelled_isolated_dispatch_leaves_no_empty_worktree(agents, editor, repo):
+    d = agents(", isolation: worktree")
+    with anyio.move_on_after(2):
+        await dispatch(d, ["sleep", 30])
+    cwd = Path(editor.runs()[0]["cwd"])
+    assert not cwd.exists() and branches(repo) == []
+    with anyio.move_on_after(2):
+        await dispatch(d, ["write", "half.txt", "x\n"], ["sleep", 30])
+    kept = json.loads(cli("worktrees", "--json").stdout)
+    assert [item["changed_files"] for item in kept] == [["half.txt"]]  # work done before the cancel is kept
