@@ -432,3 +432,29 @@ async def test_a_cancelled_isolated_dispatch_leaves_no_empty_worktree(agents, ed
         await dispatch(d, ["write", "half.txt", "x\n"], ["sleep", 30])
     kept = json.loads(cli("worktrees", "--json").stdout)
     assert [item["changed_files"] for item in kept] == [["half.txt"]]  # work done before the cancel is kept
+
+
+async def test_a_job_collected_after_its_server_died_settles_its_worktree(agents, editor, repo):
+    import signal
+    import time
+
+    from agent_dispatch.background import open_store
+    from mcp_client import call, connect
+
+    agents(", isolation: worktree")
+    try:
+        async with connect() as client:
+            job_id = (await call(client, "dispatch_async", agent="coder",
+                                 task=ops(["write", "late.txt", "x\n"], ["sleep", 2])))["job_id"]
+            deadline = time.monotonic() + 30
+            while open_store().get(job_id).status != "running" and time.monotonic() < deadline:
+                await anyio.sleep(0.05)
+            os.kill(open_store().get(job_id).owner["pid"], signal.SIGKILL)
+    except Exception:  # noqa: BLE001, S110 - the connection dies with the server
+        pass
+    async with connect() as client:
+        done = await call(client, "dispatch_wait", job_id=job_id, timeout_seconds=60)
+    assert done["status"] == "done", done
+    changes = done["result"]["changes"]
+    assert [f["path"] for f in changes["files"]] == ["late.txt"]
+    assert (Path(changes["worktree"]) / "late.txt").exists() and changes["branch"] in branches(repo)

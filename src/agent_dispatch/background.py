@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from agent_dispatch import changes
 from agent_dispatch import config as configmod
 from agent_dispatch.dispatcher import Dispatcher, Watch
 from agent_dispatch.errors import BadArgumentError, JobNotFoundError, JobRecordError
@@ -574,6 +575,8 @@ class JobManager:
         result = collect_output(
             self.store.path_for(job.id, ".out"), job.agent, request.get("response_format", ""), runtime=runtime
         )
+        if result is not None:
+            result = changes.settle_recovered(job.id, result)  # the worktree it ran in, if isolated
         try:
             if result is None:
                 return self.store.transition(job.id, "failed", completed_at=time.time(), error=ORPHAN_NO_RESULT)

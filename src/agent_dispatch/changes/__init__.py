@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from agent_dispatch.changes import worktrees
-from agent_dispatch.changes.git import GitError, RepoInfo, repo_info
+from agent_dispatch.changes.git import GitError, RepoInfo, Status, repo_info
 from agent_dispatch.changes.overlap import TreeRun
 from agent_dispatch.changes.report import Snapshot, report, take_snapshot
 from agent_dispatch.changes.worktrees import IsolationRefused, Worktree, check_isolation
@@ -140,6 +140,34 @@ class RunTracker:
         return result.model_copy(update=update) if update else result
 
 
+def settle_recovered(job_id: str, result: DispatchResult) -> DispatchResult:
+    """A job collected after its server died: settle the worktree it ran in, if any, and report it.
+
+    Without the snapshot its server took, the report is what the worktree holds against the commit
+    it was made from (for a first run, exactly what the run did).
+    """
+    matches = [r for r in worktrees.records() if r.job_id == job_id and r.state == "active" and not r.in_use]
+    if not matches:
+        return result
+    record = matches[-1]
+    changes = None
+    info = repo_info(record.path, fresh=True) if record.exists else None
+    if info is not None:
+        try:
+            changes = report(Snapshot(repo=info, before=Status(head=record.base, paths=frozenset(),
+                                                                untracked=frozenset()), dirty={}))
+        except GitError as exc:
+            log.warning("no change report for recovered job %s: %s", job_id, exc)
+    try:
+        kept = worktrees.settle(record, result.session_id)
+    except (GitError, OSError):
+        kept = True
+    if kept:
+        changes = changes or ChangeReport()
+        changes.worktree, changes.branch = record.path, record.branch
+    return result.model_copy(update={"changes": changes}) if changes is not None else result
+
+
 __all__ = [
     "GitError",
     "IsolationRefused",
@@ -147,5 +175,6 @@ __all__ = [
     "Worktree",
     "check_isolation",
     "read_only_reason",
+    "settle_recovered",
     "worktrees",
 ]

@@ -344,8 +344,6 @@ def describe(name: str, as_json: bool, preview_lines: int) -> None:
         ("allowed tools", _tool_state(agent.allowed_tools, settings.default_allowed_tools)),
         ("disallowed tools", _tool_state(agent.disallowed_tools, settings.default_disallowed_tools)),
         ("runtime", runtime if agent.runtime else f"{runtime} (default)"),
-        ("isolation", "worktree (each dispatch in a fresh git worktree)" if agent.isolation == "worktree"
-         else "none"),
         ("health", "ok" if info["healthy"] else f"UNHEALTHY: {info.get('problem', '')}"),
         ("CLAUDE.md", "yes" if info["has_claude_md"] else "no"),
         *([(info["context_file"], "yes" if info["has_context_file"] else "no")] if "context_file" in info else []),
@@ -357,6 +355,8 @@ def describe(name: str, as_json: bool, preview_lines: int) -> None:
         ("capabilities", ", ".join(agent.capabilities or []) or "none"),
         ("risky labels", ", ".join(agent.risky_capabilities or []) or "none"),
         ("instructions", " ".join((agent.instructions or "none").split())),
+        ("isolation", "worktree (each dispatch in a fresh git worktree)" if agent.isolation == "worktree"
+         else "none"),
     ]
     if agent.host:
         rows.insert(2, ("host", _host_line(info)))
