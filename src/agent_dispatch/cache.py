@@ -58,7 +58,7 @@ def cache_key(request: DispatchRequest, agent: EffectiveAgent) -> str:
 
 
 def is_cacheable(result: DispatchResult) -> bool:
-    """True for a clean success (outcome `done` or none, no question, no changed files): the only kind the cache stores."""
+    """True for a clean success (outcome `done` or none, no question, no changed files): all the cache stores."""
     changed = result.changes is not None and bool(result.changes.files or result.changes.worktree)
     return (
         result.success and not result.denied_tools and not result.error and result.error_type is None

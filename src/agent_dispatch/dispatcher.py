@@ -189,7 +189,7 @@ class Dispatcher:
             return DispatchResult.failure(spec.agent.name, exc)
         if spec.agent.isolation == "worktree" and not (spec.resume and worktrees.find_session(spec.resume)):
             try:
-                check_isolation(spec.agent.directory, spec.agent.name)
+                check_isolation(spec.agent.directory, spec.agent.name, verify_head=False)
             except IsolationRefused as exc:
                 return DispatchResult.failure(spec.agent.name, exc)
         return None

@@ -92,8 +92,12 @@ def _me() -> dict[str, Any]:
     return {"pid": os.getpid(), "start": stat.start if stat else None}
 
 
-def check_isolation(directory: str, agent: str) -> RepoInfo:
-    """The repository `directory` is in, or IsolationRefused saying why a worktree cannot be made there."""
+def check_isolation(directory: str, agent: str, *, verify_head: bool = True) -> RepoInfo:
+    """The repository `directory` is in, or IsolationRefused saying why a worktree cannot be made there.
+
+    Without `verify_head` only what is remembered for a few seconds is asked (no git process on
+    a busy path); the commit check then comes when the worktree is made.
+    """
     if not os.path.isdir(directory):
         raise IsolationRefused(
             f"agent {agent}'s directory does not exist: {directory}",
@@ -111,6 +115,8 @@ def check_isolation(directory: str, agent: str) -> RepoInfo:
             f"Make it a git repository with a first commit, or run without isolation "
             f"(`agent-dispatch update {agent} --isolation none`).",
         )
+    if not verify_head:
+        return info
     try:
         git(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], info.toplevel)
     except GitError:
@@ -155,6 +161,8 @@ def _load(path: Path) -> Worktree | None:
         return None
     if not _NAME_RE.fullmatch(record.name) or record.name != path.stem or not record.branch.startswith(BRANCH_PREFIX):
         return None
+    if os.path.abspath(record.path) != os.path.abspath(path.parent / record.name):
+        return None  # a record never points outside its own directory: removal deletes that path
     return record
 
 
