@@ -458,3 +458,26 @@ async def test_a_job_collected_after_its_server_died_settles_its_worktree(agents
     changes = done["result"]["changes"]
     assert [f["path"] for f in changes["files"]] == ["late.txt"]
     assert (Path(changes["worktree"]) / "late.txt").exists() and changes["branch"] in branches(repo)
+
+
+async def test_a_remote_agent_is_never_read_with_local_git_and_refuses_isolation(agents, editor, repo):
+    from agent_dispatch.changes import RunTracker
+    from agent_dispatch.models import DispatchResult, EffectiveAgent
+
+    remote = EffectiveAgent(name="far", directory=str(repo), timeout=30, host="build-box")
+    tracker = RunTracker(remote, "0" * 32)
+    assert tracker.begin() == str(repo) and tracker.snapshot is None  # same path here means nothing there
+    (repo / "local.txt").write_text("x\n")
+    assert tracker.end(DispatchResult(agent="far", success=True)).changes is None
+    d = agents(", host: build-box, isolation: worktree")
+    out = await dispatch(d)
+    assert out["error_type"] == "invalid_input" and "runs on another machine" in out["error"], out
+    assert editor.runs() == []
+
+
+async def test_the_test_command_shows_what_changed(agents, editor, repo):
+    agents(", isolation: worktree")
+    out = cli("test", "coder", ops(["write", "t.txt", "1\n2\n"]))
+    assert out.returncode == 0, out.stderr
+    assert "changed 1 file (+2 -0): t.txt (added)" in out.stderr
+    assert "kept worktree " in out.stderr and "on branch agent-dispatch/coder-" in out.stderr

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from agent_dispatch import config as configmod
 from agent_dispatch import protocol
 from agent_dispatch.cache import ResultCache, cache_key
-from agent_dispatch.changes import GitError, IsolationRefused, RunTracker, check_isolation, worktrees
+from agent_dispatch.changes import GitError, IsolationRefused, RunTracker, check_isolation, remote_refusal, worktrees
 from agent_dispatch.errors import AgentNotFoundError, BadArgumentError, RecursionFailure
 from agent_dispatch.limiter import Limiter
 from agent_dispatch.models import (
@@ -187,6 +187,8 @@ class Dispatcher:
             build_argv(spec)
         except Exception as exc:  # InvalidInputFailure: refused before anything ran
             return DispatchResult.failure(spec.agent.name, exc)
+        if spec.agent.isolation == "worktree" and getattr(spec.agent, "host", None):
+            return DispatchResult.failure(spec.agent.name, remote_refusal(spec.agent.name))
         if spec.agent.isolation == "worktree" and not (spec.resume and worktrees.find_session(spec.resume)):
             try:
                 check_isolation(spec.agent.directory, spec.agent.name, verify_head=False)

@@ -66,6 +66,13 @@ def markers_dir() -> Path:
     return configmod.config_path().parent / "run" / "trees"
 
 
+def remote_refusal(agent: str) -> IsolationRefused:
+    return IsolationRefused(
+        f"agent {agent} runs on another machine; worktree isolation is for agents on this one",
+        f"Dispatch it with isolation none, or `agent-dispatch update {agent} --isolation none`.",
+    )
+
+
 class RunTracker:
     """The change report and the worktree of one run: `begin()` before it starts, `end()` after it.
 
@@ -85,6 +92,11 @@ class RunTracker:
         self.directory = agent.directory
 
     def begin(self) -> str:
+        if getattr(self.agent, "host", None):
+            # The directory is on another machine: local git knows nothing of it.
+            if self.agent.isolation == "worktree":
+                raise remote_refusal(self.agent.name)
+            return self.directory
         record = worktrees.find_session(self.resume) if self.resume else None
         if record is not None:
             self.worktree = worktrees.reopen(record)
@@ -175,6 +187,7 @@ __all__ = [
     "Worktree",
     "check_isolation",
     "read_only_reason",
+    "remote_refusal",
     "settle_recovered",
     "worktrees",
 ]
