@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from agent_dispatch import changes
 from agent_dispatch import config as configmod
 from agent_dispatch.dispatcher import Dispatcher, Watch
 from agent_dispatch.errors import BadArgumentError, JobNotFoundError, JobRecordError
@@ -106,7 +107,8 @@ def ref_payload(ref: str, result: DispatchResult, summary_chars: int) -> dict[st
         "summary_chars": summary_chars,
     }
     for key in ("session_id", "cost_usd", "duration_ms", "num_turns", "error", "error_type", "parsed_result",
-                "cached", "denied_tools", "hint", "outcome", "question", "clarifications", "budget_exceeded"):
+                "cached", "denied_tools", "hint", "outcome", "question", "clarifications", "budget_exceeded",
+                "changes", "warning"):
         if key in full:
             out[key] = full[key]
     return out
@@ -325,7 +327,8 @@ class JobManager:
             return self.store.get(job_id).status == "pending"  # cancelled while it waited: it never runs
 
         ran = await d.run(spec, cfg, tool=tool or "dispatch_async", caller=req.caller, job_id=job_id,
-                          on_event=on_event, on_spawn=on_spawn, detach_on_cancel=True, admit=still_pending)
+                          on_event=on_event, on_spawn=on_spawn, detach_on_cancel=True, admit=still_pending,
+                          settle_on_cancel=lambda: not run_alive(self._handles.get(job_id) or {}))
         if ran is None:
             return
         result = ran
@@ -589,6 +592,8 @@ class JobManager:
         result = collect_output(
             self.store.path_for(job.id, ".out"), job.agent, request.get("response_format", ""), runtime=runtime
         )
+        if result is not None:
+            result = changes.settle_recovered(job.id, result)  # the worktree it ran in, if isolated
         try:
             if result is None:
                 return self.store.transition(job.id, "failed", completed_at=time.time(), error=ORPHAN_NO_RESULT)

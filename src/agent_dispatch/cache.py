@@ -8,7 +8,8 @@ A `ResultCache` maps a request key (`cache_key`) to a clean, successful `Dispatc
   inserted entry. Reads never refresh an entry's position or lifetime; re-inserting an existing
   key replaces it and makes it the newest.
 - `ttl == 0` or `max_size == 0` disables the cache (nothing is stored, every lookup misses).
-- Only clean successes are stored: `success` true, no `denied_tools`, no `error`.
+- Only clean successes are stored: `success` true, no `denied_tools`, no `error`, no changed files
+  (a run that changed files did work a replay would not do again).
 - Callers get deep copies marked `cached=True`; nothing they do to one reaches the cache.
 - Every method is thread-safe (one lock); `get` is O(1).
 
@@ -57,11 +58,12 @@ def cache_key(request: DispatchRequest, agent: EffectiveAgent) -> str:
 
 
 def is_cacheable(result: DispatchResult) -> bool:
-    """True for a clean success (outcome `done` or none, no question): the only kind the cache stores."""
+    """True for a clean success (outcome `done` or none, no question, no changed files): all the cache stores."""
+    changed = result.changes is not None and bool(result.changes.files or result.changes.worktree)
     return (
         result.success and not result.denied_tools and not result.error and result.error_type is None
         and result.outcome in (None, "done") and not result.question and not result.clarifications
-        and not result.budget_exceeded
+        and not result.budget_exceeded and not changed
     )
 
 

@@ -216,6 +216,8 @@ def agent_inspection(name: str, agent: AgentConfig, settings: Settings, preview_
         options = agent.ssh_options
         if options is not None:
             out["ssh_options"] = options if isinstance(options, dict) else options.model_dump(exclude_none=True)
+    if agent.isolation:
+        out["isolation"] = agent.isolation
     out.update(
         healthy=info.healthy,
         has_claude_md=info.has_claude_md,

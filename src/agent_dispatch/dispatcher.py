@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import threading
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,6 +25,7 @@ from pydantic import ValidationError
 from agent_dispatch import config as configmod
 from agent_dispatch import protocol, spend
 from agent_dispatch.cache import ResultCache, cache_key
+from agent_dispatch.changes import GitError, IsolationRefused, RunTracker, check_isolation, remote_refusal, worktrees
 from agent_dispatch.errors import AgentNotFoundError, BadArgumentError, RecursionFailure
 from agent_dispatch.limiter import Limiter
 from agent_dispatch.limits import SLOT_ENV, Held, Registry, UserSlots, parent_slot
@@ -170,7 +172,7 @@ class Dispatcher:
             prompt = prompt if resume else protocol.with_system_text(system, prompt)
             system = None
         return RunSpec(
-            agent=agent,
+            agent=agent.isolated(req.isolation),
             prompt=prompt,
             claude=self.command(agent),
             stream=stream,
@@ -204,6 +206,13 @@ class Dispatcher:
             build_argv(spec)
         except Exception as exc:  # InvalidInputFailure: refused before anything ran
             return DispatchResult.failure(spec.agent.name, exc)
+        if spec.agent.isolation == "worktree" and getattr(spec.agent, "host", None):
+            return DispatchResult.failure(spec.agent.name, remote_refusal(spec.agent.name))
+        if spec.agent.isolation == "worktree" and not (spec.resume and worktrees.find_session(spec.resume)):
+            try:
+                check_isolation(spec.agent.directory, spec.agent.name, verify_head=False)
+            except IsolationRefused as exc:
+                return DispatchResult.failure(spec.agent.name, exc)
         return None
 
     async def run(
@@ -217,6 +226,7 @@ class Dispatcher:
         on_event: Any = None,
         on_spawn: Any = None,
         detach_on_cancel: bool = False,
+        settle_on_cancel: Callable[[], bool] | bool = True,
         admit: Callable[[], bool] | None = None,
         fanout: FanoutBudget | None = None,
     ) -> DispatchResult | None:
@@ -244,7 +254,10 @@ class Dispatcher:
                 spec = dataclasses.replace(spec, env={**(spec.env or {}), SLOT_ENV: held.name})
             entry = self.registry().register(agent=spec.agent.name, tool=tool, caller=caller[:120], job_id=job_id)
             try:
-                result = await self._spawn(spec, entry, on_event, on_spawn, detach_on_cancel, fanout)
+                result = await self._spawn(
+                    spec, entry, on_event, on_spawn, detach_on_cancel, fanout,
+                    job_id=job_id, settle_on_cancel=settle_on_cancel,
+                )
             finally:
                 if entry is not None:
                     entry.close()
@@ -257,7 +270,8 @@ class Dispatcher:
         return result
 
     async def _spawn(
-        self, spec: RunSpec, entry: Any, on_event: Any, on_spawn: Any, detach: bool, fanout: FanoutBudget | None
+        self, spec: RunSpec, entry: Any, on_event: Any, on_spawn: Any, detach: bool, fanout: FanoutBudget | None,
+        *, job_id: str | None = None, settle_on_cancel: Callable[[], bool] | bool = True,
     ) -> DispatchResult:
         def events(event: Any) -> None:
             if entry is not None and spec.stream:
@@ -269,7 +283,12 @@ class Dispatcher:
             if fanout is not None:
                 fanout.watch(scope)
             try:
-                return await run_claude(spec, on_event=events, on_spawn=on_spawn, detach_on_cancel=detach)
+                return await self.tracked(
+                    spec,
+                    lambda s: run_claude(s, on_event=events, on_spawn=on_spawn, detach_on_cancel=detach),
+                    job_id=job_id,
+                    settle_on_cancel=settle_on_cancel,
+                )
             finally:
                 if fanout is not None:
                     fanout.unwatch(scope)
@@ -362,6 +381,40 @@ class Dispatcher:
         cap = cfg.settings.daily_budget_usd
         return None if cap is None else cap - self.usage().spend_today()
 
+    async def tracked(
+        self,
+        spec: RunSpec,
+        start: Callable[[RunSpec], Awaitable[DispatchResult]],
+        *,
+        job_id: str | None = None,
+        settle_on_cancel: Callable[[], bool] | bool = True,
+    ) -> DispatchResult:
+        """Run `start(spec)` with its change report, in its worktree when isolated (every path comes here).
+
+        The run's directory is set here, on the spec, for whatever runtime runs it. A cancelled run
+        settles its worktree only when `settle_on_cancel` says its process is gone (a detached
+        async job keeps working in it).
+        """
+        tracker = RunTracker(spec.agent, job_id or uuid.uuid4().hex, resume=spec.resume, job_id=job_id)
+        try:
+            directory = await anyio.to_thread.run_sync(tracker.begin)
+        except (IsolationRefused, GitError, OSError) as exc:
+            refusal = exc if isinstance(exc, IsolationRefused) else IsolationRefused(
+                f"could not prepare the worktree for agent {spec.agent.name}: {exc}")
+            await anyio.to_thread.run_sync(lambda: tracker.end(DispatchResult(agent=spec.agent.name, success=False)))
+            return DispatchResult.failure(spec.agent.name, refusal)
+        if directory != spec.agent.directory:
+            spec = dataclasses.replace(spec, agent=spec.agent.model_copy(update={"directory": directory}))
+        try:
+            result = await start(spec)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                settle = settle_on_cancel() if callable(settle_on_cancel) else settle_on_cancel
+                empty = DispatchResult(agent=spec.agent.name, success=False)
+                await anyio.to_thread.run_sync(lambda: tracker.end(empty, settle=settle))
+            raise
+        return await anyio.to_thread.run_sync(tracker.end, result)
+
     # -- workflows ---------------------------------------------------------------------------
 
     async def dispatch(
@@ -378,7 +431,7 @@ class Dispatcher:
         agent = self.agent(req.agent, cfg)
         req = self.through_group(req, cfg)
         caching = use_cache and cfg.settings.cache.enabled
-        key = cache_key(req, agent) if caching else None
+        key = cache_key(req, agent.isolated(req.isolation)) if caching else None
         if key is not None:
             hit = self.cache.get(key)
             if hit is not None:

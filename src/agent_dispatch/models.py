@@ -232,6 +232,7 @@ class AgentConfig(_Strict):
     instructions: str | None = None
     capabilities: list[str] | None = None  # labels shown to callers choosing an agent
     risky_capabilities: list[str] | None = None  # labels that call for care
+    isolation: Literal["none", "worktree"] | None = None
     host: str | None = None  # the directory is on that machine, reached over ssh
     ssh_options: SshOptions | None = None
 
@@ -499,6 +500,7 @@ class EffectiveAgent(BaseModel):
     protocol: bool = True  # settings.dispatch_protocol
     host: str | None = None
     ssh_options: SshOptions | None = None
+    isolation: str = "none"
 
     @classmethod
     def resolve(cls, name: str, agent: AgentConfig, settings: Settings) -> EffectiveAgent:
@@ -520,7 +522,14 @@ class EffectiveAgent(BaseModel):
             protocol=settings.dispatch_protocol,
             host=agent.host,
             ssh_options=agent.ssh_options,
+            isolation=agent.isolation or "none",
         )
+
+    def isolated(self, isolation: str) -> EffectiveAgent:
+        """This agent with a dispatch's `isolation` ("" = the agent's own setting) applied."""
+        if not isolation or isolation == self.isolation:
+            return self
+        return self.model_copy(update={"isolation": isolation})
 
 
 class DispatchRequest(BaseModel):
@@ -537,6 +546,7 @@ class DispatchRequest(BaseModel):
     return_ref: bool = False
     summary_chars: int = 500
     group: str = ""  # dispatch through this group: the agent must be a member; its shared_context is added
+    isolation: Literal["", "none", "worktree"] = ""
 
     @field_validator("response_format", mode="before")
     @classmethod
@@ -562,6 +572,59 @@ class DispatchRequest(BaseModel):
         return value
 
 
+FileStatus = Literal["added", "modified", "deleted", "renamed"]
+ISOLATIONS: tuple[str, ...] = ("none", "worktree")
+
+
+class FileChange(BaseModel):
+    """One path a run changed; counts are lines (absent for binary files and files too large to compare)."""
+
+    path: str
+    status: FileStatus
+    old_path: str | None = None
+    insertions: int | None = None
+    deletions: int | None = None
+    binary: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": self.path, "status": self.status}
+        if self.old_path is not None:
+            out["old_path"] = self.old_path
+        if self.binary:
+            out["binary"] = True
+        elif self.insertions is not None:
+            out["insertions"], out["deletions"] = self.insertions, self.deletions or 0
+        return out
+
+
+class ChangeReport(BaseModel):
+    """What a run changed in its git work tree (`changes` in a result)."""
+
+    files: list[FileChange] = Field(default_factory=list)
+    insertions: int = 0
+    deletions: int = 0
+    omitted: int = 0  # files changed beyond the listed ones
+    concurrent: bool = False  # another run worked in the same tree meanwhile: the files may be partly its
+    worktree: str | None = None
+    branch: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "files": [change.to_json() for change in self.files],
+            "insertions": self.insertions,
+            "deletions": self.deletions,
+        }
+        if self.omitted:
+            out["omitted"] = self.omitted
+        if self.concurrent:
+            out["concurrent"] = True
+        for key in ("worktree", "branch"):
+            value = getattr(self, key)
+            if value:
+                out[key] = value
+        return out
+
+
 class DispatchResult(BaseModel):
     """The contract's dispatch result object."""
 
@@ -585,6 +648,8 @@ class DispatchResult(BaseModel):
     clarifications: list[dict[str, str]] = Field(default_factory=list)
     host: str | None = None  # set for an agent on another machine
     budget_exceeded: bool = False
+    changes: ChangeReport | None = None
+    warning: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON answer: null and empty optional fields left out; `result` always present."""
@@ -608,6 +673,10 @@ class DispatchResult(BaseModel):
             out["clarifications"] = [dict(item) for item in self.clarifications]
         if self.budget_exceeded:
             out["budget_exceeded"] = True
+        if self.changes is not None:
+            out["changes"] = self.changes.to_json()
+        if self.warning:
+            out["warning"] = self.warning
         return out
 
     @classmethod

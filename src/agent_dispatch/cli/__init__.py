@@ -18,7 +18,7 @@ from agent_dispatch import __version__
 from agent_dispatch.cli._common import BoundaryGroup
 
 _EAGER_MODULES = ("agents",)
-_DEFERRED_MODULES = ("doctor", "run", "jobs", "groups", "usage")
+_DEFERRED_MODULES = ("doctor", "run", "jobs", "groups", "usage", "worktrees")
 
 
 class _Group(BoundaryGroup):

@@ -49,6 +49,8 @@ def _agent_options(clearing: bool) -> Callable[[F], F]:
                      help="Agent CLI that runs it: claude, codex or gemini "
                      + ("(default: what the project is set up for, else claude)." if not clearing
                         else f"(see README).{clear}")),
+        click.option("--isolation", metavar="MODE",
+                     help="worktree: run each dispatch in a fresh git worktree; none: in the directory itself."),
     ]
 
     def decorate(fn: F) -> F:
@@ -84,6 +86,7 @@ def _changes(**values: Any) -> Any:
             risky_capabilities=values["risky_capabilities"],
             host=values.get("host"),
             ssh_options=values.get("ssh_options"),
+            isolation=values["isolation"],
             runtime=values["runtime"],
             directory=values.get("directory"),
         )
@@ -352,6 +355,8 @@ def describe(name: str, as_json: bool, preview_lines: int) -> None:
         ("capabilities", ", ".join(agent.capabilities or []) or "none"),
         ("risky labels", ", ".join(agent.risky_capabilities or []) or "none"),
         ("instructions", " ".join((agent.instructions or "none").split())),
+        ("isolation", "worktree (each dispatch in a fresh git worktree)" if agent.isolation == "worktree"
+         else "none"),
     ]
     if agent.host:
         rows.insert(2, ("host", _host_line(info)))

@@ -169,6 +169,11 @@ def gc(days: float | None, everything: bool, dry_run: bool, as_json: bool) -> No
     if dry_run:
         for job_id in ids:
             click.echo(f"  {job_id}")
+    from agent_dispatch.changes import worktrees as wt
+
+    pruned = wt.prune(0 if everything else days, dry_run=dry_run)  # kept unmerged work is never touched
+    if pruned:
+        click.echo(f"{verb} {pruned} worktree record{'s' if pruned != 1 else ''} (removed or merged worktrees).")
 
 
 def register(group: click.Group) -> None:

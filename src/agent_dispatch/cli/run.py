@@ -87,6 +87,8 @@ def test(name: str, task: str, stream: bool, as_json: bool) -> None:
             click.echo(click.style("fix: ", fg="yellow") + result.hint, err=True)
         if result.session_id:
             click.echo(f"session: {result.session_id}", err=True)
+    if not as_json:
+        _changes(result)
     if result.success and result.denied_tools and result.hint:
         click.echo(click.style("note: ", fg="yellow") + result.hint, err=True)
     sys.exit(0 if result.success else 1)
@@ -106,6 +108,24 @@ def _footer(result) -> None:
         bits.append(f"on {result.host}")
     if bits:
         click.echo(click.style(" · ".join(bits), dim=True), err=True)
+
+
+def _changes(result) -> None:
+    """What the run changed in its git tree, on stderr like the footer."""
+    changes = result.changes
+    if changes is None:
+        return
+    if changes.files:
+        count = len(changes.files) + changes.omitted
+        listed = ", ".join(f"{change.path} ({change.status})" for change in changes.files[:10])
+        more = f", and {count - 10} more" if count > 10 else ""
+        click.echo(f"changed {count} file{'s' if count != 1 else ''} (+{changes.insertions} -{changes.deletions}): "
+                   f"{listed}{more}" + (" [another run worked in the same tree]" if changes.concurrent else ""),
+                   err=True)
+    if changes.worktree:
+        click.echo(f"kept worktree {changes.worktree} on branch {changes.branch}", err=True)
+    if result.warning:
+        click.echo(click.style("warning: ", fg="yellow") + result.warning, err=True)
 
 
 def register(group: click.Group) -> None:

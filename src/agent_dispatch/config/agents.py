@@ -61,6 +61,7 @@ class AgentChanges:
         ssh_options: str | Mapping[str, Any] | None = None,
         runtime: str | None = None,
         directory: str | os.PathLike[str] | None = None,
+        isolation: str | None = None,
     ) -> AgentChanges:
         """Parse front-door inputs with the contract's update semantics.
 
@@ -83,6 +84,7 @@ class AgentChanges:
             "host": _parse_host(host),
             "ssh_options": _parse_ssh_options(ssh_options),
             "runtime": _parse_runtime(runtime),
+            "isolation": _parse_isolation(isolation),
         }
         return cls({key: value for key, value in parsed.items() if value is not _LEAVE})
 
@@ -102,6 +104,17 @@ class AgentChanges:
             else:
                 lines.append(f"{key}: {value}")
         return lines
+
+
+def _parse_isolation(raw: object) -> Any:
+    from agent_dispatch.models import ISOLATIONS
+
+    if _is_leave(raw):
+        return _LEAVE
+    value = str(raw).strip().lower()
+    if value not in ISOLATIONS:
+        raise BadArgumentError(f"isolation must be one of {', '.join(ISOLATIONS)}, not {str(raw)[:40]!r}")
+    return None if value == "none" else value  # none is the default: the key goes
 
 
 def _is_leave(raw: object) -> bool:

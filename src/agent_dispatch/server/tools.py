@@ -35,6 +35,12 @@ GroupName = Annotated[
                            "group's shared context is added to the context.")
 ]
 Labels = Annotated[str, Field(description='Comma-separated labels, e.g. "docker_logs,deploy_debug".')]
+Isolation = Annotated[
+    str,
+    Field(description='"" for the agent\'s setting; "worktree" to run in a fresh git worktree of its checkout '
+                      '(kept for review only if the run changed files: see changes.worktree); "none" to run in '
+                      'the directory itself.'),
+]
 
 SHUTDOWN_REASON = "the agent-dispatch server stopped before this job started"
 
@@ -149,6 +155,7 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
         host: str = "",
         ssh_options: str = "",
         runtime: str = "",
+        isolation: str = "",
     ) -> dict[str, Any]:
         finite(max_budget_usd, "max_budget_usd")
         changes = configmod.AgentChanges.from_inputs(
@@ -163,6 +170,7 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
             host=host,
             ssh_options=ssh_options,
             runtime=runtime,
+            isolation=isolation,
         )
         agent = await anyio.to_thread.run_sync(
             lambda: configmod.add_agent_with_changes(state.dispatcher.store, name, directory, description, changes)
@@ -186,6 +194,7 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
         host: str = "",
         ssh_options: str = "",
         runtime: str = "",
+        isolation: str = "",
     ) -> dict[str, Any]:
         if not isinstance(max_budget_usd, str):
             finite(max_budget_usd, "max_budget_usd")
@@ -203,6 +212,7 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
             host=host,
             ssh_options=ssh_options,
             runtime=runtime,
+            isolation=isolation,
         )
         agent = await anyio.to_thread.run_sync(
             lambda: configmod.update_agent(state.dispatcher.store, name, changes)
@@ -242,12 +252,14 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
         return_ref: bool = False,
         summary_chars: int = 500,
         group: GroupName = "",
+        isolation: Isolation = "",
         *,
         ask: AskFn,
     ) -> dict[str, Any]:
         req = make_request(
             agent=agent, task=task, context=context, caller=caller, goal=goal,
             response_format=response_format, return_ref=return_ref, summary_chars=summary_chars, group=group,
+            isolation=isolation,
         )
 
         async def plain(watch: Any) -> dict[str, Any]:
@@ -369,10 +381,11 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
         goal: Goal = "",
         response_format: ResponseFormat = "",
         group: GroupName = "",
+        isolation: Isolation = "",
     ) -> dict[str, Any]:
         req = make_request(
             agent=agent, task=task, context=context, caller=caller, goal=goal, response_format=response_format,
-            group=group,
+            group=group, isolation=isolation,
         )
         job = await state.jobs.start(req)
         return {"job_id": job.id, "status": job.status, "agent": job.agent}
