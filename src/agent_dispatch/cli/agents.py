@@ -92,12 +92,20 @@ def _changes(**values: Any) -> Any:
         )
 
 
-def _check_mode(changes: Any) -> None:
+def _check_mode(changes: Any, name: str | None = None) -> None:
     """A permission mode the installed claude would refuse is a usage error now, not a failed
     dispatch later. Skipped when claude is not there or does not list its modes."""
     mode = changes.values.get("permission_mode")
     if not mode:
         return
+    runtime = changes.values.get("runtime")
+    if runtime is None and name is not None:  # update: the agent's own runtime
+        from agent_dispatch import config
+
+        current = config.ConfigStore().load().agents.get(name)
+        runtime = getattr(current, "runtime", None)
+    if runtime not in (None, "claude"):
+        return  # another CLI's modes; its runtime module checks them
     from agent_dispatch.cli import doctor
 
     modes = doctor.accepted_modes()
@@ -221,7 +229,7 @@ def update(name: str, as_json: bool, **options: Any) -> None:
     changes = _changes(**options)
     if not changes:
         raise click.UsageError("nothing to change: pass at least one option (see `agent-dispatch update --help`).")
-    _check_mode(changes)
+    _check_mode(changes, name)
     agent = config.update_agent(config.ConfigStore(), name, changes)
     if as_json:
         echo_json(_agent_json(name, agent))
