@@ -295,7 +295,7 @@ def test_every_data_command_answers_json_and_so_do_its_errors(mcp_fake, write_co
     doctor = json.loads(cli("doctor", "--json").stdout)
     assert doctor["ok"] is True and {c["status"] for c in doctor["checks"]} == {"ok"}
     assert json.loads(cli("gc", "--json").stdout) == {"deleted": 0}
-    assert json.loads(cli("gc", "--dry-run", "--json").stdout) == {"deleted": 0, "would_delete": 0}
+    assert json.loads(cli("gc", "--dry-run", "--json").stdout) == {"deleted": 0, "would_delete": 0, "job_ids": []}
     assert json.loads(cli("remove", "infra", "--json").stdout) == {"removed": "infra",
                                                                     "directory": str(project("infra"))}
     failed = cli("remove", "infra", "--json")
