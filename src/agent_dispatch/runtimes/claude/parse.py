@@ -18,7 +18,7 @@ from typing import Any
 import pydantic_core
 
 from agent_dispatch.runner.events import TEXT_MAX, TOOL_INPUT_MAX, StreamEvent
-from agent_dispatch.runner.prompt import clean_text
+from agent_dispatch.runtimes.lines import short as _short
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +32,6 @@ AUTH_RETRIES_BEFORE_STOP = 3
 
 
 _new_event = functools.partial(tuple.__new__, StreamEvent)  # skips NamedTuple's argument handling
-
-
-def _short(text: str, limit: int) -> str:
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return text if text.isascii() else clean_text(text)
 
 
 def _tool_input(value: Any) -> str:
