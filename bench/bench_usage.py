@@ -4,8 +4,11 @@
 
 Prints medians in milliseconds, each with its target:
   1. stats over N records: `agent-dispatch stats --json`'s work (Dispatcher.usage_stats) in a
-     fresh process, cold (no summary file yet: every line parsed) and warm (the summary file
-     written by an earlier reader, plus 1,000 lines appended since); target < 500 ms.
+     fresh process, after N dispatches were appended through the writers' path (Usage.record +
+     housekeep, as every dispatch does: rotation at 16 MiB, the summary file caught up every
+     256 KiB), and again with 1,000 raw lines appended since; target < 500 ms. Also, without a
+     target: the rebuild when the summary file was deleted (every raw line parsed, once), and
+     what one summary catch-up costs (off the dispatch path, once per ~1,000 dispatches).
   2. list_agents with 50 agents and the N-record journal, through the MCP tool in-process
      (MCPServer.call_tool); also the `typical` part alone; target < 5 ms per call.
   3. what the user-wide limiter adds to a dispatch: acquiring and releasing a slot plus
@@ -40,21 +43,35 @@ print(json.dumps({"import": (t1 - t0) * 1000, "stats": (t2 - t1) * 1000}))
 """
 
 
-def plant(path: Path, count: int, agents: int) -> None:
+def records(count: int, agents: int):
     now = time.time()
     rng = random.Random(7)  # noqa: S311 - planted data, not secrets
-    with open(path, "w") as fh:
-        for n in range(count):
-            cached = n % 7 == 0
-            rec = {"ts": round(now - (count - n) * (30 * 86400 / count), 3), "agent": f"agent{n % agents:02d}",
-                   "tool": rng.choice(["dispatch", "dispatch_parallel", "dispatch_async"]), "success": n % 11 != 0,
-                   "cached": cached, "duration_ms": 0 if cached else rng.randint(500, 300_000),
-                   "num_turns": rng.randint(1, 30), "caller": f"session-{n % 13}",
-                   "session_id": "5b7f3e0c-1c2d-4e5f-8a9b-0c1d2e3f4a5b", "outcome": "done"}
-            rec["saved_usd" if cached else "cost_usd"] = round(rng.random() / 5, 6)
-            if n % 11 == 0:
-                rec["error_type"] = "timeout"
-            fh.write(json.dumps(rec, separators=(",", ":")) + "\n")
+    for n in range(count):
+        cached = n % 7 == 0
+        rec = {"ts": round(now - (count - n) * (30 * 86400 / count), 3), "agent": f"agent{n % agents:02d}",
+               "tool": rng.choice(["dispatch", "dispatch_parallel", "dispatch_async"]), "success": n % 11 != 0,
+               "cached": cached, "duration_ms": 0 if cached else rng.randint(500, 300_000),
+               "num_turns": rng.randint(1, 30), "caller": f"session-{n % 13}",
+               "session_id": "5b7f3e0c-1c2d-4e5f-8a9b-0c1d2e3f4a5b", "outcome": "done"}
+        rec["saved_usd" if cached else "cost_usd"] = round(rng.random() / 5, 6)
+        if n % 11 == 0:
+            rec["error_type"] = "timeout"
+        yield rec
+
+
+def plant(path: Path, count: int, agents: int) -> list[float]:
+    """Append the records as dispatches do (one write each, housekeeping when due); returns the
+    milliseconds each housekeeping step took."""
+    from agent_dispatch.usage import Usage
+
+    usage = Usage(path)
+    steps = []
+    for rec in records(count, agents):
+        if usage.record(rec):
+            start = time.perf_counter()
+            usage.housekeep()
+            steps.append((time.perf_counter() - start) * 1000)
+    return steps
 
 
 def fresh_stats(env: dict[str, str]) -> float:
@@ -74,6 +91,10 @@ def median_ms(fn, runs: int) -> float:
 def report(label: str, value: float, target: float) -> None:
     verdict = "PASS" if value < target else "FAIL"
     print(f"{label:<62} {value:9.3f} ms   target < {target:g} ms   {verdict}")
+
+
+def note(label: str, value: float, what: str) -> None:
+    print(f"{label:<62} {value:9.3f} ms   ({what})")
 
 
 def main() -> None:
@@ -98,24 +119,32 @@ def main() -> None:
                           AGENT_DISPATCH_RUNTIME_DIR=str(root / "run"))
         os.environ.pop("AGENT_DISPATCH_USAGE_LOG", None)
         journal = cfg_dir / "usage.jsonl"
-        plant(journal, args.records, args.agents)
+        steps = plant(journal, args.records, args.agents)
         env = dict(os.environ)
-        print(f"journal: {args.records} records, {journal.stat().st_size / 1e6:.1f} MB, {args.agents} agents")
+        sizes = sum(p.stat().st_size for p in cfg_dir.glob("usage.jsonl*"))
+        print(f"journal: {args.records} records through the writers' path, {sizes / 1e6:.1f} MB on disk "
+              f"(live, .1, summary), {args.agents} agents")
 
         # 1. stats, fresh process
-        cold = []
-        for _ in range(max(3, args.runs // 3)):
-            for extra in cfg_dir.glob("usage.jsonl.summary*"):
-                extra.unlink()
-            cold.append(fresh_stats(env))
-        report("1. stats over the journal, fresh process, cold (no summary)", statistics.median(cold), 500)
-        fresh_stats(env)  # writes the summary
+        kept = [fresh_stats(env) for _ in range(args.runs)]
+        report("1. stats, fresh process, summary kept by the writers", statistics.median(kept), 500)
         with open(journal, "a") as fh:
             for n in range(1000):
                 fh.write(json.dumps({"ts": time.time(), "agent": "agent00", "tool": "dispatch", "success": True,
                                      "cached": False, "duration_ms": 1000 + n, "cost_usd": 0.01}) + "\n")
         warm = [fresh_stats(env) for _ in range(args.runs)]
-        report("1. stats, fresh process, warm (summary + 1,000 new lines)", statistics.median(warm), 500)
+        report("1. stats, fresh process, summary + 1,000 raw lines since", statistics.median(warm), 500)
+        summary = cfg_dir / "usage.jsonl.summary"
+        saved = summary.read_bytes()
+        cold = []
+        for _ in range(3):
+            summary.unlink()
+            cold.append(fresh_stats(env))
+        summary.write_bytes(saved)
+        note("   rebuild after the summary file was deleted (recovery, once)", statistics.median(cold),
+             "every raw line of .1 and the live journal parsed; no target")
+        note("   summary catch-up or rotation, off the dispatch path", statistics.median(steps),
+             f"median of {len(steps)}, max {max(steps):.0f} ms; once per ~1,000 dispatches")
 
         from agent_dispatch.dispatcher import Dispatcher
         from agent_dispatch.server import build_server
@@ -149,8 +178,7 @@ def main() -> None:
         anyio.run(timed)
         report("2. list_agents tool, 50 agents + journal (in-process)", statistics.median(calls), 5)
         names = [f"agent{n:02d}" for n in range(args.agents)]
-        report("2. ... of which typical for 50 agents", median_ms(lambda: [dispatcher.typical(n) for n in names],
-                                                                  200), 5)
+        report("2. ... of which typical for 50 agents", median_ms(lambda: dispatcher.usage().typicals(names), 200), 5)
 
         # 3. the user-wide limiter per dispatch
         cfg = dispatcher.config()

@@ -4,6 +4,8 @@ answer) and 2025-11-25 (`elicitation/create` mid-call)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from mcp_types import ElicitResult
 
@@ -104,7 +106,7 @@ async def test_max_clarifications_bounds_the_questions(infra, fake_claude, optio
     assert out["clarifications"] == [{"question": "Which region, eu or us?", "answer": "eu, and more"}]
 
 
-async def test_two_questions_in_one_call_and_parallel_items_ask_too(infra, fake_claude):
+async def test_two_questions_in_one_call_and_parallel_items_ask_too(infra, fake_claude, config_path):
     fake = fake_claude(ASKING_BODY)
     callback = answering(("accept", "eu, and more"), ("accept", "big"), ("accept", "us"))
     async with connect_with({"elicitation_callback": callback}) as client:
@@ -114,6 +116,12 @@ async def test_two_questions_in_one_call_and_parallel_items_ask_too(infra, fake_
         assert len({run["argv"][run["argv"].index("--resume") + 1] for run in fake.runs()[1:]}) == 1
         items = await call(client, "dispatch_parallel", dispatches='[{"agent": "infra", "task": "other"}]')
     assert items[0]["result"] == "Deployed to us" and items[0]["clarifications"][0]["answer"] == "us"
+    # Every run is its own usage record; the resumed ones say which clarification round they were.
+    journal = [json.loads(line) for line in (config_path.parent / "usage.jsonl").read_text().splitlines()]
+    assert [(r["tool"], r.get("clarification")) for r in journal] == [
+        ("dispatch", None), ("dispatch", 1), ("dispatch", 2), ("dispatch_parallel", None), ("dispatch_parallel", 1)]
+    assert {r["session_id"] for r in journal[:3]} == {out["session_id"]}
+    assert sum(r["cost_usd"] for r in journal[:3]) == pytest.approx(out["cost_usd"])
 
 
 async def test_zero_clarifications_never_asks(infra, fake_claude):

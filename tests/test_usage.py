@@ -53,7 +53,7 @@ def test_a_record_is_one_line_and_the_journal_is_owner_only(tmp_path):
 def test_a_journal_that_cannot_be_written_never_raises(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    assert Journal(blocker / "usage.jsonl").append({"ts": 1, "agent": "a"}) is False
+    assert Journal(blocker / "usage.jsonl").append({"ts": 1, "agent": "a"}) == ""
 
 
 APPENDER = """
@@ -244,3 +244,45 @@ def test_read_records_leaves_a_half_written_tail(tmp_path):
     path.write_bytes(b'{"a": 1}\n{"a": 2')
     records, end = read_records(path)
     assert records == [{"a": 1}] and end == 9
+
+
+KEEPER = """
+import sys
+sys.path.insert(0, {src!r})
+from agent_dispatch.dispatcher import Dispatcher
+from agent_dispatch.models import DispatchResult
+from agent_dispatch.usage.journal import SUMMARY_EVERY
+dispatcher = Dispatcher()
+cfg = dispatcher.config()
+path = dispatcher.usage().path
+result = DispatchResult(agent="infra", success=True, result="x", cost_usd=0.01, duration_ms=1200,
+                        session_id="5b7f3e0c-1c2d-4e5f-8a9b-0c1d2e3f4a5b")
+marks = int(sys.argv[1])
+while not path.exists() or path.stat().st_size < marks * SUMMARY_EVERY:
+    dispatcher.journal(result, cfg, tool="dispatch", caller="c" * 100)
+print(sum(1 for _ in open(path)))
+"""  # exits right after the line that crossed the last mark: the catch-up must still finish
+
+
+def test_writers_keep_the_summary_file_close_behind_the_journal(write_config, project):
+    from agent_dispatch.usage.journal import SUMMARY_EVERY
+
+    write_config(f"agents:\n  infra:\n    directory: {project('infra')}\n")
+    path = Path(os.environ["AGENT_DISPATCH_CONFIG"]).parent / "usage.jsonl"
+    src = str(Path(__file__).resolve().parent.parent / "src")
+    written = 0
+    for marks in (1, 2):
+        out = subprocess.run([sys.executable, "-c", KEEPER.format(src=src), str(marks)], capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        written = int(out.stdout)
+        saved = json.loads(summary_path(path).read_bytes())
+        # The summary on disk has folded everything up to the mark the last writer crossed, so a
+        # fresh reader folds less than SUMMARY_EVERY bytes of raw lines, however long the journal.
+        assert marks * SUMMARY_EVERY <= saved["source"]["offset"] <= path.stat().st_size
+        assert sum(entry["n"] for day in saved["days"].values() for entry in day.values()) == written
+    assert stat.S_IMODE(summary_path(path).stat().st_mode) == 0o600
+    assert not list(path.parent.glob(".usage-summary-*"))  # no temporary file left behind
+    stats = subprocess.run([str(Path(sys.executable).parent / "agent-dispatch"), "stats", "--json"],
+                           capture_output=True, text=True, timeout=60)
+    assert json.loads(stats.stdout)["dispatches"] == written

@@ -9,6 +9,7 @@ Async jobs, refs and recovery live in `agent_dispatch.background`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -229,16 +230,20 @@ class Dispatcher:
         settle_on_cancel: Callable[[], bool] | bool = True,
         admit: Callable[[], bool] | None = None,
         fanout: FanoutBudget | None = None,
+        clarification: int = 0,
     ) -> DispatchResult | None:
         """The one path every run takes: refusals (recursion, flag-like values, the daily budget),
         the server's limiter, the user-wide slot, the running registry, `claude` itself, and one
         usage journal record. The slots are held until the child has exited.
 
         `admit()` is asked once the slots are held; False means the run must not start (None is
-        returned, nothing recorded). `fanout` is a dispatch_parallel item's shared budget."""
+        returned, nothing recorded). `fanout` is a dispatch_parallel item's shared budget;
+        `clarification` numbers a run that resumes a blocked session with the human's answer."""
+        journal = functools.partial(self.journal, cfg=cfg, tool=tool, caller=caller, job_id=job_id,
+                                    clarification=clarification or None)
         refused = self.precheck(spec, cfg) or self._daily_refusal(spec, cfg)
         if refused is not None:
-            self.journal(refused, cfg, tool=tool, caller=caller, job_id=job_id, refused=True)
+            journal(refused, refused=True)
             return refused
         spec = spend.with_run_cap(spec, self._daily_left(cfg))
         async with self.limiter.slot(), self._user_slot(cfg) as held:
@@ -247,7 +252,7 @@ class Dispatcher:
             if fanout is not None:
                 if fanout.exhausted:
                     refused = fanout.refusal(spec.agent.name)
-                    self.journal(refused, cfg, tool=tool, caller=caller, job_id=job_id, refused=True)
+                    journal(refused, refused=True)
                     return refused
                 spec = fanout.prepare(spec)
             if held is not None:
@@ -266,7 +271,7 @@ class Dispatcher:
             result = spend.timeout_hint(result, spec.effective_timeout, self.typical(spec.agent.name, cfg))
         if fanout is not None:
             fanout.add(result)
-        self.journal(result, cfg, tool=tool, caller=caller, job_id=job_id)
+        journal(result)
         return result
 
     async def _spawn(
@@ -330,16 +335,17 @@ class Dispatcher:
         return self._registry
 
     def journal(self, result: DispatchResult, cfg: AppConfig, *, tool: str, caller: str = "",
-                job_id: str | None = None, refused: bool = False) -> None:
+                job_id: str | None = None, refused: bool = False, clarification: int | None = None) -> None:
         """Append the dispatch's usage record (unless `settings.usage_log` is off). Never raises."""
         if not cfg.settings.usage_log:
             return
         try:
             usage = self.usage()
             record = record_for(result, tool=tool, caller=caller, job_id=job_id, refused=refused or None,
-                                depth=self.depth or None)
+                                depth=self.depth or None, clarification=clarification)
             if usage.record(record):
-                threading.Thread(target=usage.rotate, name="usage-rotate", daemon=True).start()
+                # Not a daemon: a CLI run that ends now still finishes the rename or the summary write.
+                threading.Thread(target=usage.housekeep, name="usage-housekeeping").start()
         except Exception as exc:  # noqa: BLE001 - the journal never fails a dispatch
             log.warning("usage journal: %s", exc)
 
@@ -352,10 +358,19 @@ class Dispatcher:
 
     def with_typical(self, item: dict[str, Any]) -> dict[str, Any]:
         """An agent listing or inspection with `typical` added once the agent has 3 recorded runs."""
-        value = self.typical(item["name"])
-        if value is not None:
-            item["typical"] = value
-        return item
+        return self.with_typicals([item])[0]
+
+    def with_typicals(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Agent listings with `typical` added where known, the journal looked at once for all."""
+        try:
+            values = self.usage().typicals([item["name"] for item in items])
+        except Exception:  # noqa: BLE001 - figures are advice; never an error
+            values = {}
+        for item in items:
+            value = values.get(item["name"])
+            if value is not None:
+                item["typical"] = value
+        return items
 
     def usage_stats(self, days: Any = 7, agent: str = "") -> dict[str, Any]:
         """The `usage_stats` answer; BadArgumentError for days that are not a finite number > 0."""
@@ -536,7 +551,7 @@ class Dispatcher:
                                   answer), response_format=req.response_format)
             answered = await self.run(
                 self.spec(agent, follow, resume=result.session_id, stream=stream), cfg, on_event=on_event,
-                tool=tool, caller=req.caller, fanout=fanout,
+                tool=tool, caller=req.caller, fanout=fanout, clarification=len(rounds),
             )
             assert answered is not None  # noqa: S101
             result = answered

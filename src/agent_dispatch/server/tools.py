@@ -123,8 +123,8 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
           "Call this first to pick an agent for dispatch.", read_only=True)
     async def list_agents() -> list[dict[str, Any]]:
         cfg = state.dispatcher.config()
-        with_typical = state.dispatcher.with_typical
-        return [with_typical(configmod.agent_listing(name, agent)) for name, agent in cfg.agents.items()]
+        return state.dispatcher.with_typicals([configmod.agent_listing(name, agent)
+                                               for name, agent in cfg.agents.items()])
 
     @tool("Show one agent in detail (configuration, project markers, CLAUDE.md / README previews of "
           "`preview_lines` lines, 0..200, 0 = none). Starts nothing.", read_only=True)

@@ -5,8 +5,9 @@
     stats     usage_stats(), typical(), spend_today(), percentile()
 
 `Usage` ties them together for one process: `record()` is what the dispatcher's run path calls
-after every dispatch (never raises), the rest read the in-memory summary, which costs one
-stat(2) when nothing was appended since the last call.
+after every dispatch (never raises; `housekeep()` when it says rotation or a summary catch-up is
+due), the rest read the in-memory summary, which costs one stat(2) when nothing was appended
+since the last call.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from agent_dispatch.usage.journal import Journal, encode, read_records
 from agent_dispatch.usage.stats import percentile, spend_today, typical, usage_stats
-from agent_dispatch.usage.summary import Summary, ensure_rotated, local_day
+from agent_dispatch.usage.summary import DayOf, Summary, ensure_rotated, local_day
 
 
 def record_for(result: Any, *, tool: str, **fields: Any) -> dict[str, Any]:
@@ -55,16 +56,27 @@ class Usage:
     def __init__(self, path: Path) -> None:
         self.journal = Journal(path)
         self.summary = Summary(self.journal)
-        self._typical: dict[str, tuple[int, float, dict[str, Any] | None]] = {}
+        self._typical: dict[str, tuple[int, str, dict[str, Any] | None]] = {}
+        self._day_of = DayOf()
 
     @property
     def path(self) -> Path:
         return self.journal.path
 
-    def record(self, record: dict[str, Any]) -> bool:
-        """Append one record; True when the journal should now be rotated (call `rotate()`,
-        preferably off the event loop). Never raises."""
+    def record(self, record: dict[str, Any]) -> str:
+        """Append one record. Returns what housekeeping the append made due ("rotate", "summary" or
+        ""): call `housekeep()` then, preferably off the event loop. Never raises."""
         return self.journal.append(record)
+
+    def housekeep(self) -> None:
+        """Rotate the journal when it is past its size, else bring the summary file up to the journal,
+        so a fresh reader only ever folds the last SUMMARY_EVERY bytes. Never raises."""
+        try:
+            summary = Summary(self.journal)  # its own: this may run on a thread beside the readers
+            if not ensure_rotated(self.journal, summary):
+                summary.refresh(persist=True)
+        except Exception:  # noqa: BLE001, S110 - housekeeping; the journal and readers work without it
+            pass
 
     def rotate(self) -> None:
         try:
@@ -78,16 +90,23 @@ class Usage:
         except Exception:  # noqa: BLE001, S110 - unreadable usage files give empty figures, never an error
             pass
 
-    def typical(self, agent: str) -> dict[str, Any] | None:
-        """The agent's `typical` (None under 3 runs), cached until new records arrive or the day changes."""
+    def typicals(self, agents: list[str]) -> dict[str, dict[str, Any] | None]:
+        """Each agent's `typical` (None under 3 runs), from one refresh; cached per agent until new
+        records arrive or the day changes."""
         self.refresh()
-        today = local_day(time.time())
-        hit = self._typical.get(agent)
-        if hit is not None and hit[0] == self.summary.version and hit[1] == today:
-            return hit[2]
-        value = typical(self.summary, agent)
-        self._typical[agent] = (self.summary.version, today, value)  # type: ignore[assignment]
-        return value
+        today = self._day_of(time.time())
+        version = self.summary.version
+        out: dict[str, dict[str, Any] | None] = {}
+        for agent in agents:
+            hit = self._typical.get(agent)
+            if hit is None or hit[0] != version or hit[1] != today:
+                hit = self._typical[agent] = (version, today, typical(self.summary, agent))
+            out[agent] = hit[2]
+        return out
+
+    def typical(self, agent: str) -> dict[str, Any] | None:
+        """The agent's `typical` (None under 3 runs)."""
+        return self.typicals([agent])[agent]
 
     def stats(self, days: float = 7, agent: str = "") -> dict[str, Any]:
         self.refresh()

@@ -30,6 +30,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 ROTATE_BYTES = 16 * 1024 * 1024  # the live journal is rotated once it passes this size
+SUMMARY_EVERY = 256 * 1024  # journal bytes after which the summary file is brought up to date
 RECORD_MAX = 3500  # bytes per line: far below a page, so one write(2) is one piece
 TEXT_MAX = 120  # caller and other free text kept per record
 LOCK_WAIT = 2.0  # seconds a writer waits for a rotation before writing without the lock
@@ -40,7 +41,7 @@ _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 KEYS = (
     "ts", "agent", "tool", "success", "cached", "cost_usd", "saved_usd", "duration_ms", "num_turns",
     "error_type", "outcome", "budget_exceeded", "refused", "caller", "session_id", "job_id", "runtime",
-    "host", "depth", "usage",
+    "host", "depth", "clarification", "usage",
 )
 
 
@@ -85,15 +86,17 @@ class Journal:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def append(self, record: dict[str, Any]) -> bool:
-        """Write one record; True when the journal is due for rotation. Never raises."""
+    def append(self, record: dict[str, Any]) -> str:
+        """Write one record. Returns "rotate" when the journal is now past its size, "summary" when
+        this line crossed a SUMMARY_EVERY mark (the summary file is due a catch-up), else "".
+        Never raises."""
         try:
             return self._append(encode(record))
         except Exception as exc:  # noqa: BLE001 - a journal problem must never fail a dispatch
             log.warning("cannot write the usage journal %s: %s", self.path, exc)
-            return False
+            return ""
 
-    def _append(self, line: bytes) -> bool:
+    def _append(self, line: bytes) -> str:
         for _ in range(5):
             fd = self._open_for_append()
             try:
@@ -102,10 +105,13 @@ class Journal:
                 if locked and not _same_file(self.path, st):
                     continue  # rotated between open and lock: write to the new journal
                 os.write(fd, line)
-                return st.st_size + len(line) > self.rotate_bytes
+                end = st.st_size + len(line)
+                if end > self.rotate_bytes:
+                    return "rotate"
+                return "summary" if end // SUMMARY_EVERY != st.st_size // SUMMARY_EVERY else ""
             finally:
                 os.close(fd)
-        return False
+        return ""
 
     def _open_for_append(self) -> int:
         _ensure_dir(self.path.parent)

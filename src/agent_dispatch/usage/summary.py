@@ -5,7 +5,9 @@ day and agent, the counts, spend, money the cache saved, outcomes, failures by t
 and the duration (and cost) of every run that really ran (for exact medians and p90s).
 It is persisted beside the journal (`usage.jsonl.summary`, 0o600) with the position read so
 far, so a fresh process reads the summary plus the journal's new lines, never the whole
-history again. That file is how years of use stay small after the raw lines are rotated away.
+history again. Writers keep the file close behind: the append that crosses a SUMMARY_EVERY mark
+asks for a catch-up (`Usage.housekeep`), so those new lines are never more than that. That file
+is how years of use stay small after the raw lines are rotated away.
 A summary that is missing or damaged is rebuilt from the raw generations that remain.
 """
 
@@ -21,13 +23,13 @@ import re
 import tempfile
 from typing import Any
 
-from agent_dispatch.usage.journal import Journal, previous_path, read_records, summary_path
+from agent_dispatch.usage.journal import SUMMARY_EVERY, Journal, previous_path, read_records, summary_path
 
 log = logging.getLogger(__name__)
 
 FORMAT = 2
 _LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-SAVE_AFTER_BYTES = 256 * 1024  # journal bytes read before the summary file is rewritten
+SAVE_AFTER_BYTES = SUMMARY_EVERY  # journal bytes a reader folds before it rewrites the summary file
 
 
 def local_day(ts: float) -> str:
@@ -35,7 +37,7 @@ def local_day(ts: float) -> str:
     return _dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d")
 
 
-class _Days:
+class DayOf:
     """Maps a Unix time to its local day, remembering the last day's bounds (journals are in time order)."""
 
     def __init__(self) -> None:
@@ -163,7 +165,7 @@ class Summary:
             first, offset, newer_than = 0, 0, float(src.get("ts") or 0) if src else 0.0
         newest = float(src.get("ts") or 0) if src else 0.0
         read = 0
-        day_of = _Days()
+        day_of = DayOf()
         for index in range(first, len(generations)):
             path, st = generations[index]
             start = offset if index == first else 0
