@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import anyio
 import pytest
@@ -220,6 +221,13 @@ async def test_session_stream_parallel_and_dialogue_run_as_tasks(agents, fake_cl
         tools = sorted(job.tool for job in store().list() if job.kind == "task")
         assert tools == ["dispatch_dialogue", "dispatch_parallel", "dispatch_session", "dispatch_session",
                          "dispatch_stream"]
+    # Each run of every task is one usage record under its tool, tied to the task (its job id).
+    journal = [json.loads(line) for line in (Path(os.environ["AGENT_DISPATCH_CONFIG"]).parent
+                                             / "usage.jsonl").read_text().splitlines()]
+    assert sorted((r["tool"], r.get("job_id")) for r in journal) == sorted([
+        ("dispatch_session", first["taskId"]), ("dispatch_session", second["taskId"]),
+        ("dispatch_stream", stream["taskId"]), ("dispatch_parallel", par["taskId"]),
+        ("dispatch_parallel", par["taskId"]), ("dispatch_dialogue", dia["taskId"])])
 
 
 # Starts a grandchild in its own session (out of the run's process group), then works for long.

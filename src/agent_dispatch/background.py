@@ -23,7 +23,7 @@ from anyio.abc import TaskGroup
 
 from agent_dispatch import changes
 from agent_dispatch import config as configmod
-from agent_dispatch.dispatcher import Dispatcher, Watch
+from agent_dispatch.dispatcher import CALL_JOB, Dispatcher, Watch
 from agent_dispatch.errors import BadArgumentError, JobNotFoundError, JobRecordError
 from agent_dispatch.jobs import JobStore, TransitionRefused
 from agent_dispatch.models import DispatchRequest, DispatchResult, Job, check_job_id
@@ -247,11 +247,14 @@ class JobManager:
             self.store.transition(job_id, "running", started_at=time.time())
         except TransitionRefused:
             return  # cancelled before it began
+        token = CALL_JOB.set(job_id)
         try:
             answer: dict[str, Any] | None = await work(watch)
             error = None
         except Exception as exc:  # noqa: BLE001 - the job must end, whatever the work raised
             answer, error = None, f"the call failed: {type(exc).__name__}: {str(exc)[:300]}"
+        finally:
+            CALL_JOB.reset(token)
 
         def finish() -> None:
             try:

@@ -18,6 +18,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import anyio
@@ -44,6 +45,10 @@ from agent_dispatch.spend import FanoutBudget
 from agent_dispatch.usage import Usage, open_usage, record_for
 
 log = logging.getLogger(__name__)
+
+# The job a call made of several runs (a dispatch_parallel or dispatch_dialogue task) runs as:
+# each of its runs names it in the usage journal and in `ps`, like a single-run job does.
+CALL_JOB: ContextVar[str | None] = ContextVar("agent_dispatch_call_job", default=None)
 
 RESOLVED_MARK = "[RESOLVED]"
 ProgressFn = Callable[[str], Awaitable[None]]
@@ -239,6 +244,7 @@ class Dispatcher:
         `admit()` is asked once the slots are held; False means the run must not start (None is
         returned, nothing recorded). `fanout` is a dispatch_parallel item's shared budget;
         `clarification` numbers a run that resumes a blocked session with the human's answer."""
+        job_id = job_id or CALL_JOB.get()
         journal = functools.partial(self.journal, cfg=cfg, tool=tool, caller=caller, job_id=job_id,
                                     clarification=clarification or None)
         refused = self.precheck(spec, cfg) or self._daily_refusal(spec, cfg)
