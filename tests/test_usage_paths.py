@@ -170,3 +170,19 @@ async def test_the_journal_records_outcomes_and_stats_count_them(two_agents, fak
         stats = await call(client, "usage_stats", agent="infra")
     assert sorted(r["outcome"] for r in journal(config_path)) == ["done", "partial"]
     assert stats["outcomes"] == {"done": 1, "partial": 1} and stats["agents"]["infra"]["outcomes"] == stats["outcomes"]
+
+
+async def test_a_journal_that_cannot_be_written_never_fails_a_dispatch(two_agents, fake_claude, tmp_path,
+                                                                      monkeypatch):
+    fake_claude(ECHO)
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the journal's directory should be")
+    monkeypatch.setenv("AGENT_DISPATCH_USAGE_LOG", str(blocker / "usage.jsonl"))
+    async with connect() as client:
+        answer = await call(client, "dispatch", agent="infra", task="still works")
+        stats = await call(client, "usage_stats")
+    assert answer["success"] is True and "still works" in answer["result"]
+    assert stats["dispatches"] == 0 and "error" not in stats
+    out = subprocess.run([CLI, "test", "web", "from the terminal"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "Traceback" not in out.stderr
+    assert blocker.read_text().startswith("a file")
