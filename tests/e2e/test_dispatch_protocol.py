@@ -53,7 +53,12 @@ async def test_the_protocol_reaches_the_model_once_per_session_and_status_become
     assert PROTOCOL_MARK in json.dumps(resumed.body.get("system"))
 
 
-def test_a_blocked_question_under_a_print_mode_caller_comes_back_with_the_hint(e2e):
+# Claude Code speaks 2026-07-28 to our server (an input_required round it retries with cancel);
+# MCP_PROTOCOL_NEGOTIATION=legacy makes it 2025-11-25 (an elicitation/create it answers cancel).
+@pytest.mark.parametrize("negotiation", ["", "legacy"])
+def test_a_blocked_question_under_a_print_mode_caller_comes_back_with_the_hint(e2e, monkeypatch, negotiation):
+    if negotiation:
+        monkeypatch.setenv("MCP_PROTOCOL_NEGOTIATION", negotiation)
     e2e.add_agent("infra")
     caller = e2e.root / "projects" / "caller"
     caller.mkdir(parents=True)
