@@ -119,8 +119,10 @@ async def test_sigkilled_server_pending_job_fails_fast_with_reason(agent, fake_c
         kill_owner(first)
     started = time.monotonic()
     async with connect() as client:
-        await until(lambda: store().get(second).status == "failed", timeout=5)
-        assert time.monotonic() - started < 5
+        # Settled by the next server's start, not by a timeout (the agent's is 60 s). The bound
+        # includes starting that server, which takes seconds on a loaded 2-core machine.
+        await until(lambda: store().get(second).status == "failed", timeout=15)
+        assert time.monotonic() - started < 15
         assert "exited before it started" in store().get(second).error
         done = await call(client, "dispatch_wait", job_id=first, timeout_seconds=15)
         assert done["status"] == "done"
