@@ -438,7 +438,7 @@ async def test_a_job_collected_after_its_server_died_settles_its_worktree(agents
     import signal
     import time
 
-    from agent_dispatch.background import open_store
+    from agent_dispatch.refs import open_store
     from mcp_client import call, connect
 
     agents(", isolation: worktree")

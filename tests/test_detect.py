@@ -8,9 +8,8 @@ import time
 
 import pytest
 
+from agent_dispatch.config.listing import agent_inspection, agent_listing
 from agent_dispatch.detect import (
-    agent_inspection,
-    agent_listing,
     detect_project,
     generate_description,
     preview,

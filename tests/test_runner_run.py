@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from agent_dispatch.models import DENIED_TOOLS_MAX, EffectiveAgent
-from agent_dispatch.runner import TOKEN_ENV, RunOutcome, RunSpec, StreamEvent, build_prompt, classify, run_claude
+from agent_dispatch.runner import TOKEN_ENV, RunOutcome, RunSpec, StreamEvent, build_prompt, run_claude
+from agent_dispatch.runtimes.claude.classify import classify
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from agent_dispatch.errors import InvalidInputFailure
-from agent_dispatch.models import AgentConfig, EffectiveAgent, Settings
+from agent_dispatch.models import RUNTIME_NAMES, AgentConfig, EffectiveAgent, Settings
 from agent_dispatch.runner import RunHandle, RunSpec
 from agent_dispatch.runner.outcome import RunOutcome
 from agent_dispatch.runtimes import RUNTIMES, get_runtime
@@ -21,6 +21,8 @@ def spec(runtime: str, **agent_kw) -> RunSpec:
 
 def test_the_table_names_every_runtime_and_agents_default_to_claude():
     assert set(RUNTIMES) == {"claude", "codex", "gemini"}
+    assert tuple(RUNTIMES) == RUNTIME_NAMES  # what a config may name is what can run
+    assert all(impl.name == name for name, impl in RUNTIMES.items())
     agent = EffectiveAgent.resolve("a", AgentConfig(directory="/x"), Settings())
     assert agent.runtime == "claude" and get_runtime(None).name == "claude"
 

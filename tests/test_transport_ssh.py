@@ -19,8 +19,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from agent_dispatch.background import open_store
 from agent_dispatch.models import AgentConfig, EffectiveAgent, SshOptions
+from agent_dispatch.refs import open_store
 from agent_dispatch.runner import RunSpec, run_claude
 from agent_dispatch.transports import ssh as transport
 from mcp_client import call, connect

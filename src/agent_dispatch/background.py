@@ -1,4 +1,4 @@
-"""Async jobs, result refs and recovery: the part of the service that outlives a tool call.
+"""Async jobs and recovery: the part of the service that outlives a tool call.
 
 A job's `claude` process writes to `<id>.out` in the jobs directory (file-backed mode), in its
 own session, so it survives the server that started it. The record names its owner server
@@ -22,12 +22,12 @@ import anyio
 from anyio.abc import TaskGroup
 
 from agent_dispatch import changes
-from agent_dispatch import config as configmod
 from agent_dispatch.dispatcher import CALL_JOB, Dispatcher, Watch
 from agent_dispatch.errors import BadArgumentError, JobNotFoundError, JobRecordError
 from agent_dispatch.jobs import JobStore, TransitionRefused
 from agent_dispatch.models import DispatchRequest, DispatchResult, Job, check_job_id
 from agent_dispatch.progress import Narrator
+from agent_dispatch.refs import open_store
 from agent_dispatch.runner import RunHandle, collect_output, kill_run, run_alive
 from agent_dispatch.runner.tree import read_stat
 
@@ -59,59 +59,6 @@ def owner_alive(owner: dict[str, Any] | None) -> bool:
         return False
     start = process_start_time(pid)
     return start is not None and start == owner.get("start")
-
-
-_STORES: dict[str, JobStore] = {}
-
-
-def open_store() -> JobStore:
-    """The job store of the configured jobs directory, prepared once per directory and process."""
-    directory = configmod.jobs_dir()
-    key = str(directory)
-    if key not in _STORES or not directory.is_dir():  # a removed directory is prepared again
-        _STORES[key] = JobStore(directory)
-    return _STORES[key]
-
-
-async def dispatch_ref(dispatcher: Dispatcher, req: DispatchRequest, **dispatch_args: Any) -> dict[str, Any]:
-    """Dispatch, store the full result as a job record, and answer a short ref payload.
-
-    `dispatch_args` go to Dispatcher.dispatch (`ask`, `watch`, `label`, the tool name for the journal,
-    a fan-out budget)."""
-    result = await dispatcher.dispatch(req, **dispatch_args)
-    now = time.time()
-    job = Job(
-        id=uuid.uuid4().hex,
-        status="done" if result.success else "failed",
-        agent=req.agent,
-        task=req.task,
-        created_at=now,
-        started_at=now,
-        completed_at=now,
-        result=result,
-        kind="ref",
-    )
-    store = open_store()
-    await anyio.to_thread.run_sync(store.create, job)
-    return ref_payload(job.id, result, req.summary_chars)
-
-
-def ref_payload(ref: str, result: DispatchResult, summary_chars: int) -> dict[str, Any]:
-    full = result.to_json()
-    out: dict[str, Any] = {
-        "ref": ref,
-        "agent": result.agent,
-        "success": result.success,
-        "size": len(result.result),
-        "summary": result.result[:summary_chars],
-        "summary_chars": summary_chars,
-    }
-    for key in ("session_id", "cost_usd", "duration_ms", "num_turns", "error", "error_type", "parsed_result",
-                "cached", "denied_tools", "hint", "outcome", "question", "clarifications", "budget_exceeded",
-                "changes", "warning"):
-        if key in full:
-            out[key] = full[key]
-    return out
 
 
 def _progress_texts(events: Any) -> list[str]:

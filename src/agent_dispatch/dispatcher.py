@@ -3,7 +3,7 @@
 `Dispatcher` owns the one concurrency limiter and the result cache, re-reads the config on
 each call (cheaply), and turns requests into runs of `claude`. It returns typed objects
 (`DispatchResult`, `Job`) or plain dicts shaped by the contract; it knows nothing of MCP or click.
-Async jobs, refs and recovery live in `agent_dispatch.background`.
+Async jobs and recovery live in `agent_dispatch.background`, result refs in `agent_dispatch.refs`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import anyio
 from pydantic import ValidationError
 
 from agent_dispatch import config as configmod
-from agent_dispatch import protocol, spend
+from agent_dispatch import protocol, refs, spend
 from agent_dispatch.cache import ResultCache, cache_key
 from agent_dispatch.changes import GitError, IsolationRefused, RunTracker, check_isolation, remote_refusal, worktrees
 from agent_dispatch.errors import AgentNotFoundError, BadArgumentError, RecursionFailure
@@ -611,8 +611,6 @@ class Dispatcher:
 
         A blocked item's question goes through `ask` like a single dispatch's. `max_total_usd` > 0
         is one spend cap for the whole fan-out (see spend.FanoutBudget)."""
-        from agent_dispatch import background  # refs are stored as job records
-
         cfg = self.config()
         if aggregate:
             self.agent(aggregate, cfg)
@@ -620,12 +618,9 @@ class Dispatcher:
         results: list[dict[str, Any] | None] = [None] * len(requests)
 
         async def one(index: int, req: DispatchRequest) -> None:
-            if req.return_ref:
-                results[index] = await background.dispatch_ref(self, req, ask=ask, watch=watch, label=req.agent,
-                                                               tool="dispatch_parallel", fanout=fanout)
-            else:
-                results[index] = (await self.dispatch(req, ask=ask, watch=watch, label=req.agent,
-                                                      tool="dispatch_parallel", fanout=fanout)).to_json()
+            result = await self.dispatch(req, ask=ask, watch=watch, label=req.agent, tool="dispatch_parallel",
+                                         fanout=fanout)
+            results[index] = await refs.keep(req, result) if req.return_ref else result.to_json()
 
         async with anyio.create_task_group() as tg:
             for index, req in enumerate(requests):

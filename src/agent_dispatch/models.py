@@ -87,13 +87,16 @@ def check_not_option(value: str | None, what: str) -> None:
         )
 
 
+# The agent CLIs a config may name; agent_dispatch.runtimes holds one module each, in this order
+# (the runtimes' tests check that the two agree). Named here so the models need no runtime code.
+RUNTIME_NAMES = ("claude", "codex", "gemini")
+
+
 def check_runtime(value: str | None) -> str | None:
     """`value` when it names a known runtime (None = the default); ValueError listing them otherwise."""
-    from agent_dispatch.runtimes import RUNTIMES  # runtimes import this module
-
-    if value is None or value in RUNTIMES:
+    if value is None or value in RUNTIME_NAMES:
         return value
-    raise ValueError(f"unknown runtime {value!r}; known runtimes: {', '.join(RUNTIMES)}")
+    raise ValueError(f"unknown runtime {value!r}; known runtimes: {', '.join(RUNTIME_NAMES)}")
 
 
 def clamp(value: int, low: int, high: int) -> int:

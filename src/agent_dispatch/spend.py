@@ -16,7 +16,7 @@ import anyio
 
 from agent_dispatch.errors import BudgetFailure
 from agent_dispatch.models import DispatchResult
-from agent_dispatch.runner import RunSpec
+from agent_dispatch.runner import RunSpec, runtime_of
 
 
 def with_run_cap(spec: RunSpec, left: float | None) -> RunSpec:
@@ -29,7 +29,7 @@ def with_run_cap(spec: RunSpec, left: float | None) -> RunSpec:
         return spec
     agent = spec.agent.model_copy(update={"max_budget_usd": round(left, 4)})
     try:
-        spec.runtime.check_agent(agent)
+        runtime_of(spec).check_agent(agent)
     except Exception:  # noqa: BLE001 - this CLI takes no per-run cap: the caps before and after the run still hold
         return spec
     return dataclasses.replace(spec, agent=agent)
@@ -70,7 +70,7 @@ class FanoutBudget:
         """A per-run cap of what is left, and a session id chosen now so a cancelled run keeps it."""
         spec = with_run_cap(spec, self.left)
         if spec.resume is None and spec.session_id is None:  # only CLIs that take a session id get one
-            spec = dataclasses.replace(spec, session_id=spec.runtime.new_session_id())
+            spec = dataclasses.replace(spec, session_id=runtime_of(spec).new_session_id())
         return spec
 
     def refusal(self, agent: str) -> DispatchResult:

@@ -297,7 +297,7 @@ def _check_config(report: _Report, store: ConfigStore) -> AppConfig | None:
 
 
 def _check_agents(report: _Report, loaded: AppConfig, modes: list[str] | None, store: ConfigStore) -> None:
-    from agent_dispatch.detect import project_of
+    from agent_dispatch.config.listing import project_of
 
     if not loaded.agents:
         report.warn("no agents are registered", "agent-dispatch add NAME DIR")

@@ -5,8 +5,8 @@
     agents   AgentChanges.from_inputs(), add_agent(), update_agent(), remove_agent(), find_agent()
     groups   add_group(), update_group(), remove_group(), group_listing(), group_inspection(),
              through_group()
-    detect   (agent_dispatch.detect) detect_project(), generate_description(), agent_listing(),
-             agent_inspection(), preview()
+    listing  agent_listing(), agent_inspection(), project_of() (local, or over ssh for a `host`)
+    detect   (agent_dispatch.detect) detect_project(), generate_description(), preview()
 
 Everything is re-exported here: callers write `from agent_dispatch import config` and use
 `config.ConfigStore`, `config.add_agent`, ...
@@ -36,6 +36,7 @@ from agent_dispatch.config.groups import (
     through_group,
     update_group,
 )
+from agent_dispatch.config.listing import agent_inspection, agent_listing, project_of
 from agent_dispatch.config.paths import (
     CLAUDE_ENV,
     CONFIG_ENV,
@@ -58,8 +59,6 @@ from agent_dispatch.config.store import (
 )
 from agent_dispatch.detect import (
     ProjectInfo,
-    agent_inspection,
-    agent_listing,
     detect_project,
     generate_description,
     preview,
@@ -83,6 +82,7 @@ __all__ = [
     "add_group",
     "agent_inspection",
     "agent_listing",
+    "project_of",
     "agent_not_found",
     "claude_command",
     "config_path",

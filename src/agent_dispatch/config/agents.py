@@ -14,9 +14,10 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from agent_dispatch.config.listing import agent_inspection, agent_listing
 from agent_dispatch.config.paths import example_hint
 from agent_dispatch.config.store import ConfigStore, describe_validation
-from agent_dispatch.detect import agent_inspection, agent_listing, generate_description, suggest_runtime
+from agent_dispatch.detect import generate_description, suggest_runtime
 from agent_dispatch.errors import AgentExistsError, AgentNotFoundError, BadArgumentError
 
 if TYPE_CHECKING:

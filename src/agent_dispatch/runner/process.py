@@ -29,7 +29,7 @@ from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 from agent_dispatch import protocol, runtimes
 from agent_dispatch.errors import CliFailure, InvalidInputFailure, NotFoundFailure
 from agent_dispatch.models import DispatchResult
-from agent_dispatch.runner.argv import RunSpec, error_path_for
+from agent_dispatch.runner.argv import runtime_of
 from agent_dispatch.runner.events import StreamEvent
 from agent_dispatch.runner.outcome import RunOutcome
 from agent_dispatch.runner.tree import (
@@ -45,6 +45,7 @@ from agent_dispatch.runner.tree import (
     read_stat,
     token_chain,
 )
+from agent_dispatch.runspec import RunSpec, error_path_for
 from agent_dispatch.transports import ssh as ssh_transport
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ async def run_claude(
     an unlinked private file, so it never depends on this process to feed it.)
     """
     name = spec.agent.name
-    runtime = spec.runtime
+    runtime = runtime_of(spec)
     session = None if spec.resume else (spec.session_id or runtime.new_session_id())
     try:
         argv = runtime.build_argv(spec, session_id=session)
@@ -204,7 +205,7 @@ class _Run:
         self.detached = False
         self.session_id = session_id
         self.began = time.monotonic()
-        self.reader = spec.runtime.reader(stream=spec.stream, on_event=on_event, on_change=self._notify)
+        self.reader = runtime_of(spec).reader(stream=spec.stream, on_event=on_event, on_change=self._notify)
         self.stderr = bytearray()
         self.exited = False
         self.timed_out = False
@@ -230,7 +231,7 @@ class _Run:
         prompt = spec.prompt.encode("utf-8", errors="replace")
         fds: list[int] = []
         cwd: str | None = spec.agent.directory
-        runtime_env = spec.runtime.env(spec)
+        runtime_env = runtime_of(spec).env(spec)
         env = {**child_env(spec.depth, token, (*spec.chain, spec.agent.name), spec.env), **runtime_env}
         if self.target is not None:
             socket, failure = await ssh_transport.ensure_master(self.target)
@@ -275,7 +276,7 @@ class _Run:
             started_at=time.time(),
             output_path=out_path,
             error_path=err_path,
-            runtime=spec.runtime.name,
+            runtime=runtime_of(spec).name,
         )
         try:
             if on_spawn is not None:
@@ -414,7 +415,7 @@ class _Run:
 
     def _spawn_failure(self, exc: OSError) -> DispatchResult:
         name = self.spec.agent.name
-        runtime = self.spec.runtime
+        runtime = runtime_of(self.spec)
         cli = runtime.executable
         if isinstance(exc, FileNotFoundError):
             failure: Any = NotFoundFailure(
@@ -443,14 +444,14 @@ class _Run:
         )
         if self.target is not None and outcome.result is None and not outcome.timed_out:
             failure = ssh_transport.classify_ssh_failure(
-                self.target, outcome.exit_code, stderr, self.spec.runtime.executable
+                self.target, outcome.exit_code, stderr, runtime_of(self.spec).executable
             )
             if failure is not None:
                 return self._result(DispatchResult.failure(
                     self.spec.agent.name, failure, session_id=outcome.session_id,
                     result=outcome.last_text, duration_ms=outcome.duration_ms,
                 ))
-        return self._result(finish_result(self.spec.runtime, self.spec.agent, outcome, self.spec.response_format))
+        return self._result(finish_result(runtime_of(self.spec), self.spec.agent, outcome, self.spec.response_format))
 
     def _result(self, result: DispatchResult) -> DispatchResult:
         if self.target is not None:

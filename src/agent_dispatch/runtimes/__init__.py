@@ -1,6 +1,7 @@
 """The agent CLIs agent-dispatch can run, one module each, and the table that names them.
 
-Adding a CLI: write a module with a `Runtime` subclass (see base.py) and add it to RUNTIMES.
+Adding a CLI: write a module with a `Runtime` subclass (see base.py), add it to RUNTIMES, and
+its name to models.RUNTIME_NAMES (what a config may name).
 """
 
 from __future__ import annotations

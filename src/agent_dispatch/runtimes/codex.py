@@ -15,10 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 from agent_dispatch.models import DispatchResult, EffectiveAgent
-from agent_dispatch.runner.argv import RunSpec, check_value
 from agent_dispatch.runner.events import StreamEvent
 from agent_dispatch.runner.outcome import RunOutcome, timeout_failure
 from agent_dispatch.runner.prompt import parse_json_answer
+from agent_dispatch.runspec import RunSpec, check_value
 from agent_dispatch.runtimes import common
 from agent_dispatch.runtimes.base import Runtime
 from agent_dispatch.runtimes.lines import LineReader, read_all, short, text_of, tool_input

@@ -40,7 +40,7 @@ from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, CallToolRequestParams, CallToolResult, RequestParams
 from pydantic import Field
 
-from agent_dispatch import background
+from agent_dispatch import background, refs
 from agent_dispatch.dispatcher import Watch
 from agent_dispatch.errors import AgentDispatchError
 from agent_dispatch.models import DispatchRequest, Job, is_valid_job_id
@@ -172,7 +172,7 @@ def completed_value(job: Job) -> Any:
         return None
     request = job.request or {}
     if job.tool == "dispatch" and request.get("return_ref"):
-        return background.ref_payload(job.id, job.result, int(request.get("summary_chars", 500)))
+        return refs.ref_payload(job.id, job.result, int(request.get("summary_chars", 500)))
     return job.result.to_json()
 
 

@@ -12,7 +12,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 from pydantic import Field, ValidationError
 
-from agent_dispatch import __version__, background
+from agent_dispatch import __version__, background, refs
 from agent_dispatch import config as configmod
 from agent_dispatch.dispatcher import AskFn, Dispatcher, check_total_usd, make_request
 from agent_dispatch.errors import BadArgumentError
@@ -263,9 +263,8 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
         )
 
         async def plain(watch: Any) -> dict[str, Any]:
-            if req.return_ref:
-                return await background.dispatch_ref(state.dispatcher, req, ask=ask, watch=watch)
-            return (await state.dispatcher.dispatch(req, ask=ask, watch=watch)).to_json()
+            result = await state.dispatcher.dispatch(req, ask=ask, watch=watch)
+            return await refs.keep(req, result) if req.return_ref else result.to_json()
 
         return await tasks.run_single(ctx, state.jobs, "dispatch", req, plain, cache=True)
 
