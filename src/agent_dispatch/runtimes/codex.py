@@ -16,8 +16,7 @@ from typing import Any
 
 from agent_dispatch.models import DispatchResult, EffectiveAgent
 from agent_dispatch.runner.events import StreamEvent
-from agent_dispatch.runner.outcome import RunOutcome, timeout_failure
-from agent_dispatch.runner.prompt import parse_json_answer
+from agent_dispatch.runner.outcome import RunOutcome
 from agent_dispatch.runspec import RunSpec, check_value
 from agent_dispatch.runtimes import common
 from agent_dispatch.runtimes.base import Runtime
@@ -129,26 +128,14 @@ class CodexRuntime(Runtime):
         name = agent if isinstance(agent, str) else agent.name
         record = outcome.result
         session = outcome.session_id
-        common_fields: dict[str, Any] = {"session_id": session, "duration_ms": outcome.duration_ms, "runtime": "codex"}
+        fields: dict[str, Any] = {"session_id": session, "duration_ms": outcome.duration_ms, "runtime": "codex"}
         if record is None:
-            if outcome.timed_out:
-                failure: Any = timeout_failure(name, outcome, session)
-            else:
-                failure = common.exit_failure("Codex", name, outcome, "codex ended without finishing its turn")
-            return DispatchResult.failure(name, failure, result=outcome.last_text, **common_fields)
+            return common.unfinished("Codex", name, outcome, fields, "codex ended without finishing its turn")
         if record.get("type") == "turn.failed":
             failure = common.api_failure("Codex", name, str(record.get("message") or ""))
-            return DispatchResult.failure(name, failure, result=outcome.last_text, **common_fields)
-        text = str(record.get("answer") or "")
-        parsed = parse_json_answer(text) if response_format.strip().lower() == "json" else None
-        return DispatchResult(
-            agent=name,
-            success=True,
-            result=text,
-            parsed_result=parsed,
-            usage=common.usage_from(record.get("usage"), USAGE_KEYS),
-            **common_fields,
-        )
+            return DispatchResult.failure(name, failure, result=outcome.last_text, **fields)
+        fields["usage"] = common.usage_from(record.get("usage"), USAGE_KEYS)
+        return common.answered(name, str(record.get("answer") or ""), response_format, fields)
 
 
 RUNTIME = CodexRuntime()

@@ -1,5 +1,6 @@
 """What the Codex and Gemini runtimes share: refusing unsupported settings, permission mapping,
-reading token usage, and naming a failure from a CLI's message."""
+reading token usage, naming a failure from a CLI's message, and the results of a run that
+never finished or that answered."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import re
 from typing import Any
 
 from agent_dispatch.errors import CliFailure, DispatchFailure, InvalidInputFailure, UsageLimitFailure
-from agent_dispatch.models import EffectiveAgent
-from agent_dispatch.runner.outcome import RunOutcome
+from agent_dispatch.models import DispatchResult, EffectiveAgent
+from agent_dispatch.runner.outcome import RunOutcome, timeout_failure
+from agent_dispatch.runner.prompt import parse_json_answer
 
 MESSAGE_MAX = 1000  # characters of CLI text quoted in an error message
 
@@ -109,3 +111,19 @@ def exit_failure(cli: str, name: str, outcome: RunOutcome, what: str, hint: str 
     if not hint and stderr and LOGIN_RE.search(stderr):
         hint = f"Log the {cli} CLI in (run it once in a terminal) or set its API key variable."
     return CliFailure(what, hint or f"Run `agent-dispatch test {name}` to see what the CLI does in that directory.")
+
+
+def unfinished(cli: str, name: str, outcome: RunOutcome, fields: dict[str, Any], what: str,
+               hint: str = "") -> DispatchResult:
+    """The result of a run that left no final record: timed out, or ended (see `exit_failure`)."""
+    if outcome.timed_out:
+        failure: DispatchFailure = timeout_failure(name, outcome, outcome.session_id)
+    else:
+        failure = exit_failure(cli, name, outcome, what, hint)
+    return DispatchResult.failure(name, failure, result=outcome.last_text, **fields)
+
+
+def answered(name: str, text: str, response_format: str, fields: dict[str, Any]) -> DispatchResult:
+    """The result of a run that answered `text` (parsed too when JSON was asked for)."""
+    parsed = parse_json_answer(text) if response_format.strip().lower() == "json" else None
+    return DispatchResult(agent=name, success=True, result=text, parsed_result=parsed, **fields)

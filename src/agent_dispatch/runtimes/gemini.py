@@ -21,8 +21,7 @@ from typing import Any
 from agent_dispatch.errors import CliFailure
 from agent_dispatch.models import DispatchResult, EffectiveAgent
 from agent_dispatch.runner.events import TEXT_MAX, StreamEvent
-from agent_dispatch.runner.outcome import RunOutcome, timeout_failure
-from agent_dispatch.runner.prompt import parse_json_answer
+from agent_dispatch.runner.outcome import RunOutcome
 from agent_dispatch.runspec import RunSpec, check_value
 from agent_dispatch.runtimes import common
 from agent_dispatch.runtimes.base import Runtime
@@ -135,12 +134,8 @@ class GeminiRuntime(Runtime):
         session = outcome.session_id
         fields: dict[str, Any] = {"session_id": session, "duration_ms": outcome.duration_ms, "runtime": "gemini"}
         if record is None:
-            if outcome.timed_out:
-                failure: Any = timeout_failure(name, outcome, session)
-            else:
-                hint = EXIT_HINTS.get(outcome.exit_code or 0, "")
-                failure = common.exit_failure("Gemini", name, outcome, "gemini ended without a result", hint)
-            return DispatchResult.failure(name, failure, result=outcome.last_text, **fields)
+            hint = EXIT_HINTS.get(outcome.exit_code or 0, "")
+            return common.unfinished("Gemini", name, outcome, fields, "gemini ended without a result", hint)
         stats = record.get("stats")
         if isinstance(stats, dict) and common.count(stats.get("duration_ms")) is not None:
             fields["duration_ms"] = common.count(stats.get("duration_ms"))
@@ -152,9 +147,7 @@ class GeminiRuntime(Runtime):
                 f"gemini reported status {record.get('status')!r} without an error message"
             )
             return DispatchResult.failure(name, failure, result=outcome.last_text, **fields)
-        text = str(record.get("answer") or "")
-        parsed = parse_json_answer(text) if response_format.strip().lower() == "json" else None
-        return DispatchResult(agent=name, success=True, result=text, parsed_result=parsed, **fields)
+        return common.answered(name, str(record.get("answer") or ""), response_format, fields)
 
 
 RUNTIME = GeminiRuntime()

@@ -17,34 +17,21 @@ from typing import Any
 
 import pydantic_core
 
-from agent_dispatch.runner.events import TEXT_MAX, TOOL_INPUT_MAX, StreamEvent
+from agent_dispatch.runner.events import TEXT_MAX, StreamEvent
 from agent_dispatch.runtimes.lines import short as _short
+from agent_dispatch.runtimes.lines import tool_input as _tool_input
 
 log = logging.getLogger(__name__)
 
 RAW_MAX = 256 * 1024 * 1024  # json mode keeps at most this much output for a whole-output parse
 BIG_LINE = 2 * 1024 * 1024  # longer lines are parsed from their bytes (more than one read's worth)
 _HEAD = 40  # the start of a stream-json line, where the CLI puts its "type"
-_INPUT_KEYS = ("command", "file_path", "path", "pattern", "url", "query", "description", "prompt")
 # claude retries a refused login for minutes (10 attempts, about 3 min); a key that was refused
 # this many times in a row is not going to work, so a stream run ends there with the reason.
 AUTH_RETRIES_BEFORE_STOP = 3
 
 
 _new_event = functools.partial(tuple.__new__, StreamEvent)  # skips NamedTuple's argument handling
-
-
-def _tool_input(value: Any) -> str:
-    if isinstance(value, dict):
-        for key in _INPUT_KEYS:
-            if isinstance(value.get(key), str) and value[key]:
-                return _short(value[key], TOOL_INPUT_MAX)
-    if value in (None, {}, [], ""):
-        return ""
-    try:
-        return _short(json.dumps(value, ensure_ascii=False, default=str), TOOL_INPUT_MAX)
-    except (TypeError, ValueError):
-        return ""
 
 
 def _block_events(content: Any) -> list[StreamEvent]:
