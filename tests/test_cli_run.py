@@ -51,6 +51,15 @@ def test_test_command_prints_the_answer(agent, fake_claude):
     assert fake.runs()[0]["stdin"] == "--looks-like-a-flag? no, a task"
 
 
+def test_a_task_that_looks_like_an_option_gets_told_about_the_double_dash(agent, fake_claude):
+    fake = fake_claude()
+    out = subprocess.run([str(SCRIPT), "test", "infra", "-rf everything"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "No such option" in out.stderr and "agent-dispatch test NAME -- '-the task'" in out.stderr
+    assert fake.runs() == []  # nothing ran
+
+
 def test_test_command_shows_the_fix_for_a_permission_denial(agent, fake_claude):
     fake_claude("""
 prompt = read_prompt()

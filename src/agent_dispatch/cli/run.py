@@ -31,7 +31,19 @@ def serve() -> None:
     run_server()
 
 
-@click.command()
+class _TaskCommand(click.Command):
+    """`test`: an unknown option is most often a task that starts with '-'; say how to pass one."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            exc.message += (" A TASK that starts with '-' goes after `--`: "
+                            "agent-dispatch test NAME -- '-the task'.")
+            raise
+
+
+@click.command(cls=_TaskCommand)
 @click.argument("name")
 @click.argument("task", required=False, default=DEFAULT_TEST_TASK)
 @click.option("--stream", is_flag=True, help="Show what the agent is doing while it works.")
