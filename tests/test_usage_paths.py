@@ -95,6 +95,14 @@ async def test_typical_appears_after_three_runs_and_stats_match_the_cli(two_agen
     assert {"days", "dispatches", "cached", "spend_usd", "duration_ms", "outcomes", "failures", "agents"} <= set(stats)
     out = subprocess.run([CLI, "stats", "--json"], capture_output=True, text=True, timeout=60)
     assert json.loads(out.stdout) == stats
+    # The terminal shows the same figures: `list --json` is list_agents, `describe --json` is inspect_agent.
+    listed_cli = {a["name"]: a for a in json.loads(subprocess.run([CLI, "list", "--json"], capture_output=True,
+                                                                  text=True, timeout=60).stdout)}
+    assert listed_cli["infra"]["typical"] == typical and "typical" not in listed_cli["web"]
+    described = subprocess.run([CLI, "describe", "infra"], capture_output=True, text=True, timeout=60).stdout
+    assert "typical:" in described and "3 runs in 30 days" in described
+    described = subprocess.run([CLI, "describe", "web"], capture_output=True, text=True, timeout=60).stdout
+    assert "typical:" in described and "not yet" in described
 
 
 def test_a_timeout_hint_proposes_a_timeout_from_the_measured_p90(write_config, project, fake_claude, config_path):

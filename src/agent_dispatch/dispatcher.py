@@ -42,7 +42,7 @@ from agent_dispatch.models import (
 from agent_dispatch.runner import RunSpec, build_argv, build_prompt, current_chain, current_depth, run_claude
 from agent_dispatch.runtimes import get_runtime
 from agent_dispatch.spend import FanoutBudget
-from agent_dispatch.usage import Usage, open_usage, record_for
+from agent_dispatch.usage import Usage, open_usage, record_for, with_typicals
 
 log = logging.getLogger(__name__)
 
@@ -368,15 +368,7 @@ class Dispatcher:
 
     def with_typicals(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Agent listings with `typical` added where known, the journal looked at once for all."""
-        try:
-            values = self.usage().typicals([item["name"] for item in items])
-        except Exception:  # noqa: BLE001 - figures are advice; never an error
-            values = {}
-        for item in items:
-            value = values.get(item["name"])
-            if value is not None:
-                item["typical"] = value
-        return items
+        return with_typicals(configmod.usage_log_path(self.store.path), items)
 
     def usage_stats(self, days: Any = 7, agent: str = "") -> dict[str, Any]:
         """The `usage_stats` answer; BadArgumentError for days that are not a finite number > 0."""

@@ -268,9 +268,10 @@ def _tools(value: list[str]) -> str:
 def list_agents(as_json: bool) -> None:
     """List every agent with its health and full directory."""
     from agent_dispatch import config
+    from agent_dispatch.usage import describe_typical, with_typicals
 
     store = config.ConfigStore()
-    items = config.list_agents(store)
+    items = with_typicals(config.usage_log_path(store.path), config.list_agents(store))
     if as_json:
         echo_json(items)
         return
@@ -298,6 +299,8 @@ def list_agents(as_json: bool) -> None:
                 extras.append(f"{label}: {', '.join(item[key])}")
         if extras:
             click.echo(indent + "; ".join(extras))
+        if item.get("typical"):
+            click.echo(indent + "typical: " + describe_typical(item["typical"]))
 
 
 def _host_line(info: dict[str, Any]) -> str:
@@ -323,11 +326,14 @@ def describe(name: str, as_json: bool, preview_lines: int) -> None:
     Effective values (settings defaults included) and what its project directory holds.
     """
     from agent_dispatch import config
+    from agent_dispatch.usage import describe_typical, with_typicals
 
-    loaded = config.ConfigStore().load()
+    store = config.ConfigStore()
+    loaded = store.load()
     agent = config.find_agent(loaded, name)
     settings = loaded.settings
-    info = config.agent_inspection(name, agent, settings, preview_lines)
+    info = with_typicals(config.usage_log_path(store.path), [config.agent_inspection(name, agent, settings,
+                                                                                     preview_lines)])[0]
     if as_json:
         echo_json(info)
         return
@@ -365,6 +371,8 @@ def describe(name: str, as_json: bool, preview_lines: int) -> None:
         ("instructions", " ".join((agent.instructions or "none").split())),
         ("isolation", "worktree (each dispatch in a fresh git worktree)" if agent.isolation == "worktree"
          else "none"),
+        ("typical", describe_typical(info["typical"]) if "typical" in info
+         else "not yet (3 recorded runs in the last 30 days are needed)"),
     ]
     if agent.host:
         rows.insert(2, ("host", _host_line(info)))

@@ -147,10 +147,11 @@ def cancel(job_id: str, as_json: bool) -> None:
 @click.command()
 @click.option("--days", type=float, default=None, help="Delete finished jobs older than this many days [default: 7].")
 @click.option("--all", "everything", is_flag=True, help="Delete every finished job, whatever its age.")
-@click.option("--dry-run", is_flag=True, help="Only say how many would be deleted.")
-@json_option("Print {deleted: N} (with --dry-run {deleted: 0, would_delete: N}) as JSON (errors too).")
+@click.option("--dry-run", is_flag=True, help="Only say what would be deleted (the job ids); delete nothing.")
+@json_option("Print {deleted: N} (with --dry-run {deleted: 0, would_delete: N, job_ids}) as JSON (errors too).")
 def gc(days: float | None, everything: bool, dry_run: bool, as_json: bool) -> None:
-    """Delete finished job records (pending and running jobs are never deleted)."""
+    """Delete finished job records (pending and running jobs are never deleted), and the records of
+    kept worktrees that were removed or merged."""
     if everything and days is not None:
         raise click.UsageError("--days and --all exclude each other: --all deletes every finished job, "
                                "whatever its age.")

@@ -129,6 +129,29 @@ def open_usage(path: Path) -> Usage:
     return usage
 
 
+def with_typicals(path: Path, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Agent listings (dicts with a `name`) with `typical` added where the journal at `path` knows
+    one; the journal is looked at once for all. Figures are advice: any problem leaves them out."""
+    try:
+        values = open_usage(path).typicals([item["name"] for item in items])
+    except Exception:  # noqa: BLE001 - never an error for a listing
+        values = {}
+    for item in items:
+        value = values.get(item["name"])
+        if value is not None:
+            item["typical"] = value
+    return items
+
+
+def describe_typical(value: dict[str, Any]) -> str:
+    """`typical` in words, for the terminal."""
+    text = (f"{value['dispatches']} runs in 30 days: median {value['median_seconds']:g} s, "
+            f"p90 {value['p90_seconds']:g} s")
+    if value.get("median_cost_usd") is not None:
+        text += f", median ${value['median_cost_usd']:.4f}"
+    return text + (f", {value['failed']} failed" if value.get("failed") else "")
+
+
 __all__ = [
     "Journal",
     "Summary",
@@ -142,4 +165,6 @@ __all__ = [
     "spend_today",
     "typical",
     "usage_stats",
+    "with_typicals",
+    "describe_typical",
 ]
