@@ -286,3 +286,34 @@ def test_writers_keep_the_summary_file_close_behind_the_journal(write_config, pr
     stats = subprocess.run([str(Path(sys.executable).parent / "agent-dispatch"), "stats", "--json"],
                            capture_output=True, text=True, timeout=60)
     assert json.loads(stats.stdout)["dispatches"] == written
+
+
+def test_days_older_than_the_exact_window_are_compacted_and_stay_small_and_close(tmp_path):
+    from agent_dispatch.usage.summary import EXACT_DAYS
+
+    path = tmp_path / "usage.jsonl"
+    old = [_run("infra", EXACT_DAYS + 10, 1000 + 37 * n, 0.001 * (1 + n % 50)) for n in range(20_000)]
+    recent = [_run("infra", 1, 2000 + n, 0.01) for n in range(10)]
+    _plant(path, old + recent)
+    exact = sorted(r["duration_ms"] for r in old + recent)
+
+    writer = Summary(Journal(path))
+    writer.refresh(persist=True)
+    saved = json.loads(summary_path(path).read_bytes())
+    old_day = (dt.date.today() - dt.timedelta(days=EXACT_DAYS + 10)).strftime("%Y-%m-%d")
+    entry = saved["days"][old_day]["infra"]
+    assert entry["d"] == [] and entry["c"] == [] and entry["n"] == 20_000
+    assert sum(entry["dh"].values()) == 20_000 and len(json.dumps(entry)) < 12_000  # not 20,000 values
+    recent_day = (dt.date.today() - dt.timedelta(days=1)).strftime("%Y-%m-%d")
+    assert len(saved["days"][recent_day]["infra"]["d"]) == 10  # recent days stay exact
+
+    reader = Summary(Journal(path))  # a fresh process reads the compacted file
+    reader.refresh()
+    stats = usage_stats(reader, EXACT_DAYS + 20)
+    assert stats["dispatches"] == 20_010
+    assert stats["spend_usd"] == pytest.approx(sum(r["cost_usd"] for r in old + recent))  # money stays exact
+    assert stats["duration_ms"]["max"] == exact[-1]
+    for key, p in (("median", 50), ("p90", 90)):
+        true = exact[max(1, -(-p * len(exact) // 100)) - 1]
+        assert abs(stats["duration_ms"][key] - true) <= 0.01 * true
+    assert typical(reader, "infra")["dispatches"] == 10  # the last 30 days: exact values only

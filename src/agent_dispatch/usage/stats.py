@@ -2,7 +2,8 @@
 
 Windows are whole local days: `days=N` covers today and the N-1 days before it (a fraction
 rounds up). Percentiles are nearest-rank over the runs that really ran: cache hits and
-dispatches refused before anything started count as dispatches but have no duration.
+dispatches refused before anything started count as dispatches but have no duration. They are
+exact over the last summary.EXACT_DAYS days, and within 1% where older (compacted) days count.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import datetime as _dt
 import math
 from typing import Any
 
-from agent_dispatch.usage.summary import Summary, local_day
+from agent_dispatch.usage.summary import Summary, bucket_value, local_day
 
 TYPICAL_MIN_RUNS = 3
 TYPICAL_DAYS = 30
@@ -32,6 +33,51 @@ def window_days(days: float, now: float) -> list[str]:
     return [(today - _dt.timedelta(days=back)).strftime("%Y-%m-%d") for back in range(min(count, 100_000))]
 
 
+class Spread:
+    """The durations (or costs) of runs: the exact values of recent days, plus the bucket counts
+    of days old enough to be compacted (see summary.compact)."""
+
+    __slots__ = ("exact", "hist", "top", "_sorted")
+
+    def __init__(self) -> None:
+        self.exact: list[float] = []
+        self.hist: dict[str, int] = {}
+        self.top: float | None = None  # the exact maximum of the compacted values
+        self._sorted = False
+
+    def add(self, values: list[Any], hist: dict[str, int] | None = None, top: float | None = None) -> None:
+        self.exact.extend(values)
+        self._sorted = False
+        if hist:
+            _add_counts(self.hist, hist)
+        if top is not None:
+            self.top = top if self.top is None else max(self.top, top)
+
+    def __len__(self) -> int:
+        return len(self.exact) + sum(self.hist.values())
+
+    def percentile(self, p: float) -> float | None:
+        """Nearest-rank percentile; within 1% where compacted days take part."""
+        if not self._sorted:
+            self.exact.sort()
+            self._sorted = True
+        if not self.hist:
+            return percentile(self.exact, p)
+        pairs = sorted([(value, 1) for value in self.exact] + [(bucket_value(k), n) for k, n in self.hist.items()])
+        total = sum(count for _, count in pairs)
+        rank = max(1, math.ceil(p / 100 * total))
+        seen = 0
+        for value, count in pairs:
+            seen += count
+            if seen >= rank:
+                return value
+        return pairs[-1][0]
+
+    def maximum(self) -> float | None:
+        found = [value for value in (max(self.exact, default=None), self.top) if value is not None]
+        return max(found) if found else None
+
+
 class _Acc:
     """Aggregates merged across days (and agents)."""
 
@@ -40,7 +86,7 @@ class _Acc:
     def __init__(self) -> None:
         self.n = self.cached = self.failed = 0
         self.spend = self.saved = 0.0
-        self.durations: list[int] = []
+        self.durations = Spread()
         self.outcomes: dict[str, int] = {}
         self.failures: dict[str, int] = {}
         self.callers: dict[str, list[Any]] = {}
@@ -51,7 +97,7 @@ class _Acc:
         self.failed += entry["failed"]
         self.spend += entry["spend"]
         self.saved += entry["saved"]
-        self.durations.extend(entry["d"])
+        self.durations.add(entry["d"], entry.get("dh"), entry.get("dmax"))
         _add_counts(self.outcomes, entry["outcomes"])
         _add_counts(self.failures, entry["failures"])
         for caller, (count, spend) in entry["callers"].items():
@@ -67,6 +113,10 @@ def _add_counts(into: dict[str, int], more: dict[str, int]) -> None:
 
 def _money(value: float) -> float:
     return round(value, 6)
+
+
+def _whole(ms: float | None) -> int | None:
+    return None if ms is None else int(round(ms))
 
 
 def _seconds(ms: float | None) -> float | None:
@@ -94,7 +144,6 @@ def usage_stats(summary: Summary, days: float, agent: str = "", now: float | Non
             day_spend += entry["spend"]
         if day_n:
             per_day.append({"day": day, "dispatches": day_n, "spend_usd": _money(day_spend)})
-    total.durations.sort()
     out: dict[str, Any] = {
         "days": days,
         "since": window[-1],
@@ -105,9 +154,9 @@ def usage_stats(summary: Summary, days: float, agent: str = "", now: float | Non
         "spend_usd": _money(total.spend),
         "failed": total.failed,
         "duration_ms": {
-            "median": percentile(total.durations, 50),
-            "p90": percentile(total.durations, 90),
-            "max": total.durations[-1] if total.durations else None,
+            "median": _whole(total.durations.percentile(50)),
+            "p90": _whole(total.durations.percentile(90)),
+            "max": _whole(total.durations.maximum()),
         },
         "outcomes": total.outcomes,
         "failures": total.failures,
@@ -121,15 +170,14 @@ def usage_stats(summary: Summary, days: float, agent: str = "", now: float | Non
     if agent:
         out["agent"] = agent
     for name, acc in sorted(agents.items(), key=lambda kv: (-kv[1].spend, kv[0])):
-        acc.durations.sort()
         out["agents"][name] = {
             "dispatches": acc.n,
             "cached": acc.cached,
             "spend_usd": _money(acc.spend),
             "saved_usd": _money(acc.saved),
-            "median_seconds": _seconds(percentile(acc.durations, 50)),
-            "p90_seconds": _seconds(percentile(acc.durations, 90)),
-            "max_seconds": _seconds(acc.durations[-1] if acc.durations else None),
+            "median_seconds": _seconds(acc.durations.percentile(50)),
+            "p90_seconds": _seconds(acc.durations.percentile(90)),
+            "max_seconds": _seconds(acc.durations.maximum()),
             "failed": acc.failed,
             "outcomes": acc.outcomes,
             "failures": acc.failures,
@@ -142,27 +190,24 @@ def typical(summary: Summary, agent: str, now: float | None = None) -> dict[str,
     import time
 
     now = time.time() if now is None else now
-    durations: list[int] = []
-    costs: list[float] = []
+    durations, costs = Spread(), Spread()
     failed = 0
     outcomes: dict[str, int] = {}
     for day in window_days(TYPICAL_DAYS, now):
         entry = summary.days.get(day, {}).get(agent)
         if entry is None:
             continue
-        durations.extend(entry["d"])
-        costs.extend(entry["c"])
+        durations.add(entry["d"], entry.get("dh"), entry.get("dmax"))
+        costs.add(entry["c"], entry.get("ch"))
         failed += entry["failed"]
         _add_counts(outcomes, entry["outcomes"])
     if len(durations) < TYPICAL_MIN_RUNS:
         return None
-    durations.sort()
-    costs.sort()
     out: dict[str, Any] = {
         "dispatches": len(durations),
-        "median_seconds": _seconds(percentile(durations, 50)),
-        "p90_seconds": _seconds(percentile(durations, 90)),
-        "median_cost_usd": _money(percentile(costs, 50)) if costs else None,
+        "median_seconds": _seconds(durations.percentile(50)),
+        "p90_seconds": _seconds(durations.percentile(90)),
+        "median_cost_usd": _money(costs.percentile(50)) if len(costs) else None,
         "failed": failed,
         "outcomes": outcomes,
     }

@@ -2,7 +2,9 @@
 
 The summary is what every reader uses (stats, `typical`, the daily budget): it holds, per local
 day and agent, the counts, spend, money the cache saved, outcomes, failures by type, callers,
-and the duration (and cost) of every run that really ran (for exact medians and p90s).
+and the duration (and cost) of every run that really ran: as a list over the last EXACT_DAYS
+days (exact medians and p90s), as log-spaced bucket counts before that (`compact`), so a day
+stops growing with its runs and years of use stay small on disk and in memory.
 It is persisted beside the journal (`usage.jsonl.summary`, 0o600) with the position read so
 far, so a fresh process reads the summary plus the journal's new lines, never the whole
 history again. Writers keep the file close behind: the append that crosses a SUMMARY_EVERY mark
@@ -18,6 +20,7 @@ import datetime as _dt
 import fcntl
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -27,9 +30,53 @@ from agent_dispatch.usage.journal import SUMMARY_EVERY, Journal, previous_path, 
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2
+FORMAT = 2  # format 2 files without histograms ("dh", "ch", "dmax") read as they are
 _LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 SAVE_AFTER_BYTES = SUMMARY_EVERY  # journal bytes a reader folds before it rewrites the summary file
+# Days this recent keep every run's duration and cost (exact medians and p90s: `typical` reads 30
+# days, `stats` 7 by default). Older days keep them as counts in log-spaced buckets 2% apart, so
+# a day's size stops growing with its runs and figures reaching back that far are within 1%.
+EXACT_DAYS = 92
+BUCKET_RATIO = 1.02
+_LOG_RATIO = math.log(BUCKET_RATIO)
+ZERO_BUCKET = "z"  # zero (or a negative value, which a CLI should never report)
+
+
+def bucket_of(value: float) -> str:
+    """The histogram key of a duration or cost."""
+    return ZERO_BUCKET if value <= 0 else str(round(math.log(value) / _LOG_RATIO))
+
+
+def bucket_value(key: str) -> float:
+    """The value a histogram key stands for (its bucket's middle, within 1% of every value in it)."""
+    return 0.0 if key == ZERO_BUCKET else BUCKET_RATIO ** int(key)
+
+
+def compact(days: dict[str, dict[str, dict[str, Any]]], before: str) -> int:
+    """Turn the per-run lists of every day before `before` (YYYY-MM-DD) into histograms; returns how
+    many values were folded. The exact maximum duration is kept (`dmax`)."""
+    folded = 0
+    for day, agents in days.items():
+        if day >= before:
+            continue
+        for entry in agents.values():
+            durations, costs = entry.get("d"), entry.get("c")
+            if durations:
+                entry["dmax"] = max(entry.get("dmax") or 0, max(durations))
+                _count_into(entry.setdefault("dh", {}), durations)
+                folded += len(durations)
+                entry["d"] = []
+            if costs:
+                _count_into(entry.setdefault("ch", {}), costs)
+                folded += len(costs)
+                entry["c"] = []
+    return folded
+
+
+def _count_into(hist: dict[str, int], values: list[Any]) -> None:
+    for value in values:
+        key = bucket_of(value)
+        hist[key] = hist.get(key, 0) + 1
 
 
 def local_day(ts: float) -> str:
@@ -206,6 +253,9 @@ class Summary:
         saving after another one rotated), so no line is ever dropped from it."""
         if self.source is None:
             return
+        cutoff = _dt.date.today() - _dt.timedelta(days=EXACT_DAYS - 1)
+        if compact(self.days, cutoff.strftime("%Y-%m-%d")):
+            self.version += 1
         data = {"format": FORMAT, "folded": self.folded, "source": self.source, "days": self.days}
         try:
             directory = self.path.parent
@@ -262,4 +312,5 @@ def ensure_rotated(journal: Journal, summary: Summary) -> bool:
     return journal.rotate(fold_everything)
 
 
-__all__ = ["FORMAT", "Summary", "ensure_rotated", "fold", "local_day", "previous_path"]
+__all__ = ["EXACT_DAYS", "FORMAT", "Summary", "bucket_value", "compact", "ensure_rotated", "fold", "local_day",
+           "previous_path"]
