@@ -274,6 +274,44 @@ async def test_ps_shows_runs_of_every_server_and_never_a_dead_ones(write_config,
             cli.kill()
 
 
+QUIET_BODY = """
+import os, time
+read_prompt()
+emit({"type": "assistant", "message": {"content": [{"type": "text", "text": "warming up"}]}})
+emit({"type": "assistant", "message": {"content": [{"type": "text", "text": "checking the disks"}]}})
+end = time.monotonic() + 30
+while not os.path.exists(os.environ["RELEASE"]) and time.monotonic() < end:
+    time.sleep(0.05)
+emit_result("released")
+"""
+
+
+def test_ps_shows_what_a_quiet_run_said_last(write_config, project, fake_claude, tmp_path, monkeypatch):
+    write_config(f"agents:\n  infra:\n    directory: {project('infra')}\n    timeout: 60\n")
+    fake_claude(QUIET_BODY)
+    release = tmp_path / "release"
+    monkeypatch.setenv("RELEASE", str(release))
+    cli = subprocess.Popen([CLI, "test", "infra", "look", "--stream"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # Two messages in one burst, then silence: the last one shows within about a second.
+        deadline = time.monotonic() + 20
+        listed: list = []
+        while time.monotonic() < deadline:
+            listed = json.loads(subprocess.run([CLI, "ps", "--json"], capture_output=True, text=True,
+                                               timeout=60).stdout)
+            if listed and "checking the disks" in (listed[0].get("last_progress") or ""):
+                break
+            time.sleep(0.2)
+        assert listed and "checking the disks" in listed[0]["last_progress"], listed
+        text = subprocess.run([CLI, "ps"], capture_output=True, text=True, timeout=60).stdout
+        assert "checking the disks" in text
+        release.write_text("go")
+        assert cli.wait(timeout=60) == 0
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+
+
 def test_no_user_cap_means_no_slot_files(write_config, project, fake_claude):
     write_config(f"""
         agents:

@@ -12,6 +12,7 @@ skip it and remove both files, so a dead server's entries never show.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -36,18 +37,30 @@ class Entry:
         self.id = entry_id
         self.data = data
         self._lock_fd = lock_fd
-        self._written = time.monotonic()
+        self._written = time.monotonic() - PROGRESS_EVERY  # the first progress is written at once
         self._pending: str | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def progress(self, text: str) -> None:
-        """Note the latest progress; written at most once per PROGRESS_EVERY. Never raises."""
+        """Note the latest progress; written at most once per PROGRESS_EVERY, and the last one
+        of a burst no later than that (an agent that goes quiet still shows what it said last).
+        Never raises."""
         if not text:
             return
         self._pending = text[:200]
-        if time.monotonic() - self._written >= PROGRESS_EVERY:
+        wait = PROGRESS_EVERY - (time.monotonic() - self._written)
+        if wait <= 0:
             self._flush()
+        elif self._timer is None:
+            try:
+                self._timer = asyncio.get_running_loop().call_later(wait, self._flush)
+            except RuntimeError:  # no event loop here: the next progress writes it
+                pass
 
     def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._pending is None or self._lock_fd < 0:
             return
         self.data["last_progress"] = self._pending
@@ -57,6 +70,9 @@ class Entry:
             self.registry._write(self.id, self.data)  # noqa: SLF001
 
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for suffix in (".json", ".lock"):
             with contextlib.suppress(OSError):
                 os.unlink(self.registry.directory / f"{self.id}{suffix}")
