@@ -58,7 +58,6 @@ def agent_inspection(name: str, agent: AgentConfig, settings: Settings, preview_
 
     `preview_lines` is clamped to 0..200; 0 leaves the previews out.
     """
-
     info = project_of(agent)
     runtime = agent.runtime or "claude"
     out: dict[str, Any] = {
