@@ -99,8 +99,12 @@ def test_rotation_keeps_one_raw_generation_and_the_summary_counts_every_record(t
     assert path.stat().st_size < 60_000 and previous_path(path).stat().st_size < 60_000
     summary = Summary(Journal(path))
     summary.refresh()
-    day = summary.days[dt.datetime.fromtimestamp(1700000000).strftime("%Y-%m-%d")]
-    assert {name: entry["n"] for name, entry in day.items()} == {"w0": 700, "w1": 700, "w2": 700}
+    counts: dict[str, int] = {}
+    for table in (summary.days, summary.months):  # 2023's days are kept by month once saved
+        for agents in table.values():
+            for name, entry in agents.items():
+                counts[name] = counts.get(name, 0) + entry["n"]
+    assert counts == {"w0": 700, "w1": 700, "w2": 700}
     assert stat.S_IMODE(summary_path(path).stat().st_mode) == 0o600
 
 
@@ -288,11 +292,13 @@ def test_writers_keep_the_summary_file_close_behind_the_journal(write_config, pr
     assert json.loads(stats.stdout)["dispatches"] == written
 
 
-def test_days_older_than_the_exact_window_are_compacted_and_stay_small_and_close(tmp_path):
+def test_days_older_than_the_exact_window_become_months_that_stay_small_and_close(tmp_path):
     from agent_dispatch.usage.summary import EXACT_DAYS
 
     path = tmp_path / "usage.jsonl"
-    old = [_run("infra", EXACT_DAYS + 10, 1000 + 37 * n, 0.001 * (1 + n % 50)) for n in range(20_000)]
+    old_days = (EXACT_DAYS + 10, EXACT_DAYS + 11)
+    old = [_run("infra", old_days[n % 2], 1000 + 37 * n, 0.001 * (1 + n % 50), caller=f"c{n % 3}")
+           for n in range(20_000)]
     recent = [_run("infra", 1, 2000 + n, 0.01) for n in range(10)]
     _plant(path, old + recent)
     exact = sorted(r["duration_ms"] for r in old + recent)
@@ -300,10 +306,13 @@ def test_days_older_than_the_exact_window_are_compacted_and_stay_small_and_close
     writer = Summary(Journal(path))
     writer.refresh(persist=True)
     saved = json.loads(summary_path(path).read_bytes())
-    old_day = (dt.date.today() - dt.timedelta(days=EXACT_DAYS + 10)).strftime("%Y-%m-%d")
-    entry = saved["days"][old_day]["infra"]
-    assert entry["d"] == [] and entry["c"] == [] and entry["n"] == 20_000
-    assert sum(entry["dh"].values()) == 20_000 and len(json.dumps(entry)) < 12_000  # not 20,000 values
+    months = {(dt.date.today() - dt.timedelta(days=back)).strftime("%Y-%m") for back in old_days}
+    assert not any(day < (dt.date.today() - dt.timedelta(days=EXACT_DAYS)).isoformat() for day in saved["days"])
+    assert set(saved["months"]) == months
+    merged = [entry for month in saved["months"].values() for entry in month.values()]
+    assert sum(entry["n"] for entry in merged) == 20_000 and all(entry["d"] == [] for entry in merged)
+    assert sum(sum(entry["dh"].values()) for entry in merged) == 20_000
+    assert len(json.dumps(saved["months"])) < 25_000  # bucket counts, not 20,000 values
     recent_day = (dt.date.today() - dt.timedelta(days=1)).strftime("%Y-%m-%d")
     assert len(saved["days"][recent_day]["infra"]["d"]) == 10  # recent days stay exact
 
@@ -312,8 +321,18 @@ def test_days_older_than_the_exact_window_are_compacted_and_stay_small_and_close
     stats = usage_stats(reader, EXACT_DAYS + 20)
     assert stats["dispatches"] == 20_010
     assert stats["spend_usd"] == pytest.approx(sum(r["cost_usd"] for r in old + recent))  # money stays exact
+    assert stats["callers"]["c0"]["dispatches"] == 6667
     assert stats["duration_ms"]["max"] == exact[-1]
     for key, p in (("median", 50), ("p90", 90)):
         true = exact[max(1, -(-p * len(exact) // 100)) - 1]
         assert abs(stats["duration_ms"][key] - true) <= 0.01 * true
+    assert sorted(item["month"] for item in stats["per_month"]) == sorted(months)
+    assert stats["since"] == min(months) + "-01"
+    assert "per_month" not in usage_stats(reader, 7)
     assert typical(reader, "infra")["dispatches"] == 10  # the last 30 days: exact values only
+
+    # A late line for a day already merged (a journal rotated while nobody read it) joins its month.
+    _plant(path, [_run("infra", old_days[0], 5000, 0.5)])
+    reader.refresh(persist=True)
+    again = json.loads(summary_path(path).read_bytes())
+    assert sum(entry["n"] for month in again["months"].values() for entry in month.values()) == 20_001

@@ -78,13 +78,18 @@ def _print_stats(figures: dict[str, Any]) -> None:
         click.echo(f"  outcomes: {_counts(figures['outcomes'])}")
     if figures["failures"]:
         click.echo(f"  failures: {_counts(figures['failures'])}")
-    per_day = figures["per_day"]
-    if per_day:
-        click.echo("\nSpend per day")
-        top = max(day["spend_usd"] for day in per_day)
-        for day in per_day:
-            spent = day["spend_usd"]
-            click.echo(f"  {day['day']}  {bar(spent, top)} ${spent:>9.4f}  {day['dispatches']:>5}")
+    from agent_dispatch.usage.summary import EXACT_DAYS
+
+    by_month = f"Spend per month (days before the last {EXACT_DAYS} are kept by month)"
+    for key, title, width in (("per_month", by_month, 7), ("per_day", "Spend per day", 10)):
+        rows = figures.get(key) or []
+        if rows:
+            click.echo(f"\n{title}")
+            top = max(row["spend_usd"] for row in rows)
+            for row in rows:
+                spent = row["spend_usd"]
+                label = row["month" if key == "per_month" else "day"]
+                click.echo(f"  {label:<{width}}  {bar(spent, top)} ${spent:>9.4f}  {row['dispatches']:>5}")
     agents = figures["agents"]
     if agents:
         click.echo("\nSpend per agent")

@@ -2,8 +2,9 @@
 
 Windows are whole local days: `days=N` covers today and the N-1 days before it (a fraction
 rounds up). Percentiles are nearest-rank over the runs that really ran: cache hits and
-dispatches refused before anything started count as dispatches but have no duration. They are
-exact over the last summary.EXACT_DAYS days, and within 1% where older (compacted) days count.
+dispatches refused before anything started count as dispatches but have no duration. The last
+summary.EXACT_DAYS days are exact; a window reaching further back counts the whole months it
+reaches (`per_month`), with medians and p90s within 1% (bucket counts).
 """
 
 from __future__ import annotations
@@ -131,22 +132,30 @@ def usage_stats(summary: Summary, days: float, agent: str = "", now: float | Non
     total = _Acc()
     agents: dict[str, _Acc] = {}
     per_day: list[dict[str, Any]] = []
+    per_month: list[dict[str, Any]] = []
     window = window_days(days, now)
-    for day in reversed(window):
-        entries = summary.days.get(day, {})
-        day_n, day_spend = 0, 0.0
+
+    def add(entries: dict[str, dict[str, Any]], key: str, label: str, into: list[dict[str, Any]]) -> None:
+        count, spent = 0, 0.0
         for name, entry in entries.items():
             if agent and name != agent:
                 continue
             total.add(entry)
             agents.setdefault(name, _Acc()).add(entry)
-            day_n += entry["n"]
-            day_spend += entry["spend"]
-        if day_n:
-            per_day.append({"day": day, "dispatches": day_n, "spend_usd": _money(day_spend)})
+            count += entry["n"]
+            spent += entry["spend"]
+        if count:
+            into.append({key: label, "dispatches": count, "spend_usd": _money(spent)})
+
+    # Days before the last EXACT_DAYS live in months: a window reaching into one counts it whole.
+    first_month = window[-1][:7]
+    for month in sorted(m for m in summary.months if m >= first_month):
+        add(summary.months[month], "month", month, per_month)
+    for day in reversed(window):
+        add(summary.days.get(day, {}), "day", day, per_day)
     out: dict[str, Any] = {
         "days": days,
-        "since": window[-1],
+        "since": min([window[-1]] + [item["month"] + "-01" for item in per_month[:1]]),
         "dispatches": total.n,
         "cached": total.cached,
         "cached_share": round(total.cached / total.n, 4) if total.n else 0.0,
@@ -167,6 +176,8 @@ def usage_stats(summary: Summary, days: float, agent: str = "", now: float | Non
         },
         "per_day": per_day,
     }
+    if per_month:
+        out["per_month"] = per_month
     if agent:
         out["agent"] = agent
     for name, acc in sorted(agents.items(), key=lambda kv: (-kv[1].spend, kv[0])):

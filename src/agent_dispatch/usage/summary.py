@@ -2,9 +2,9 @@
 
 The summary is what every reader uses (stats, `typical`, the daily budget): it holds, per local
 day and agent, the counts, spend, money the cache saved, outcomes, failures by type, callers,
-and the duration (and cost) of every run that really ran: as a list over the last EXACT_DAYS
-days (exact medians and p90s), as log-spaced bucket counts before that (`compact`), so a day
-stops growing with its runs and years of use stay small on disk and in memory.
+and the duration (and cost) of every run that really ran, as lists (exact medians and p90s).
+Days before the last EXACT_DAYS are merged into months, lists into bucket counts (`compact`),
+so years of use stay small on disk and in memory.
 It is persisted beside the journal (`usage.jsonl.summary`, 0o600) with the position read so
 far, so a fresh process reads the summary plus the journal's new lines, never the whole
 history again. Writers keep the file close behind: the append that crosses a SUMMARY_EVERY mark
@@ -30,12 +30,14 @@ from agent_dispatch.usage.journal import SUMMARY_EVERY, Journal, previous_path, 
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2  # format 2 files without histograms ("dh", "ch", "dmax") read as they are
+FORMAT = 2  # files written before months and bucket counts ("months", "dh", "ch", "dmax") read as they are
 _LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 SAVE_AFTER_BYTES = SUMMARY_EVERY  # journal bytes a reader folds before it rewrites the summary file
-# Days this recent keep every run's duration and cost (exact medians and p90s: `typical` reads 30
-# days, `stats` 7 by default). Older days keep them as counts in log-spaced buckets 2% apart, so
-# a day's size stops growing with its runs and figures reaching back that far are within 1%.
+# Days this recent are kept day by day with every run's duration and cost (exact medians and
+# p90s: `typical` reads 30 days, `stats` 7 by default). Older days are merged into their month,
+# with durations and costs as counts in log-spaced buckets 2% apart: the summary then grows by
+# one entry per agent and month, whatever the number of runs, and figures reaching back that far
+# count whole months, their medians and p90s within 1%.
 EXACT_DAYS = 92
 BUCKET_RATIO = 1.02
 _LOG_RATIO = math.log(BUCKET_RATIO)
@@ -52,25 +54,45 @@ def bucket_value(key: str) -> float:
     return 0.0 if key == ZERO_BUCKET else BUCKET_RATIO ** int(key)
 
 
-def compact(days: dict[str, dict[str, dict[str, Any]]], before: str) -> int:
-    """Turn the per-run lists of every day before `before` (YYYY-MM-DD) into histograms; returns how
-    many values were folded. The exact maximum duration is kept (`dmax`)."""
-    folded = 0
-    for day, agents in days.items():
-        if day >= before:
-            continue
-        for entry in agents.values():
-            durations, costs = entry.get("d"), entry.get("c")
-            if durations:
-                entry["dmax"] = max(entry.get("dmax") or 0, max(durations))
-                _count_into(entry.setdefault("dh", {}), durations)
-                folded += len(durations)
-                entry["d"] = []
-            if costs:
-                _count_into(entry.setdefault("ch", {}), costs)
-                folded += len(costs)
-                entry["c"] = []
-    return folded
+Days = dict[str, dict[str, dict[str, Any]]]  # day (or month) -> agent -> aggregates
+
+
+def compact(days: Days, months: Days, before: str) -> int:
+    """Merge every day before `before` (YYYY-MM-DD) into its month (YYYY-MM) of `months`, the
+    per-run lists into bucket counts (the exact maximum duration kept as `dmax`); returns how many
+    agent-days were merged."""
+    merged = 0
+    for day in [day for day in days if day < before]:
+        month = months.setdefault(day[:7], {})
+        for agent, entry in days.pop(day).items():
+            target = month.get(agent)
+            if target is None:
+                target = month[agent] = _new_day()
+            _merge(target, entry)
+            merged += 1
+    return merged
+
+
+def _merge(into: dict[str, Any], entry: dict[str, Any]) -> None:
+    for key in ("n", "cached", "failed", "spend", "saved"):
+        into[key] += entry.get(key) or 0
+    durations, costs = entry.get("d") or [], entry.get("c") or []
+    tops = [value for value in (into.get("dmax"), entry.get("dmax"), max(durations, default=None)) if value is not None]
+    if tops:
+        into["dmax"] = max(tops)
+    for key, values, counted in (("dh", durations, entry.get("dh")), ("ch", costs, entry.get("ch"))):
+        hist = into.setdefault(key, {})
+        _count_into(hist, values)
+        for bucket, count in (counted or {}).items():
+            hist[bucket] = hist.get(bucket, 0) + count
+    for key in ("outcomes", "failures"):
+        target = into[key]
+        for name, count in (entry.get(key) or {}).items():
+            target[name] = target.get(name, 0) + count
+    for caller, (count, spend) in (entry.get("callers") or {}).items():
+        pair = into["callers"].setdefault(caller, [0, 0.0])
+        pair[0] += count
+        pair[1] += spend
 
 
 def _count_into(hist: dict[str, int], values: list[Any]) -> None:
@@ -157,7 +179,8 @@ class Summary:
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
         self.path = summary_path(journal.path)
-        self.days: dict[str, dict[str, dict[str, Any]]] = {}
+        self.days: Days = {}
+        self.months: Days = {}  # days before the last EXACT_DAYS, merged by month (see `compact`)
         self.source: dict[str, int] | None = None
         self.version = 0  # bumped whenever new records were folded in
         self._seen: tuple[int, int, int] | None = None  # (ino, dev, size) of the live journal at the last refresh
@@ -240,11 +263,12 @@ class Summary:
                 data = json.loads(fh.read())
             if data.get("format") == FORMAT and isinstance(data.get("days"), dict):
                 self.days = data["days"]
+                self.months = data["months"] if isinstance(data.get("months"), dict) else {}
                 self.folded = int(data.get("folded") or 0)
                 source = data.get("source")
                 self.source = source if isinstance(source, dict) and {"ino", "dev", "offset"} <= set(source) else None
         except (OSError, ValueError, AttributeError):
-            self.days, self.source, self.folded = {}, None, 0
+            self.days, self.months, self.source, self.folded = {}, {}, None, 0
 
     def save(self) -> None:
         """Write the summary atomically (temporary file + rename), owner-only. Never raises.
@@ -254,9 +278,10 @@ class Summary:
         if self.source is None:
             return
         cutoff = _dt.date.today() - _dt.timedelta(days=EXACT_DAYS - 1)
-        if compact(self.days, cutoff.strftime("%Y-%m-%d")):
+        if compact(self.days, self.months, cutoff.strftime("%Y-%m-%d")):
             self.version += 1
-        data = {"format": FORMAT, "folded": self.folded, "source": self.source, "days": self.days}
+        data = {"format": FORMAT, "folded": self.folded, "source": self.source, "days": self.days,
+                "months": self.months}
         try:
             directory = self.path.parent
             lock = os.open(self.path.with_name(self.path.name + ".lock"), _LOCK_FLAGS, 0o600)
@@ -312,5 +337,5 @@ def ensure_rotated(journal: Journal, summary: Summary) -> bool:
     return journal.rotate(fold_everything)
 
 
-__all__ = ["EXACT_DAYS", "FORMAT", "Summary", "bucket_value", "compact", "ensure_rotated", "fold", "local_day",
-           "previous_path"]
+__all__ = ["EXACT_DAYS", "FORMAT", "Days", "Summary", "bucket_value", "compact", "ensure_rotated", "fold",
+           "local_day", "previous_path"]
