@@ -9,7 +9,7 @@ import pytest
 from agent_dispatch.errors import InvalidInputFailure
 from agent_dispatch.models import RUNTIME_NAMES, AgentConfig, EffectiveAgent, Settings
 from agent_dispatch.runner import RunHandle, RunSpec
-from agent_dispatch.runner.outcome import RunOutcome
+from agent_dispatch.runs.outcome import RunOutcome
 from agent_dispatch.runtimes import RUNTIMES, get_runtime
 
 

@@ -12,7 +12,7 @@ import re
 from typing import NamedTuple
 
 from agent_dispatch.models import DispatchResult, Outcome
-from agent_dispatch.runner.prompt import parse_json_answer
+from agent_dispatch.runs.text import parse_json_answer
 
 OUTCOMES: tuple[Outcome, ...] = ("done", "partial", "blocked")
 

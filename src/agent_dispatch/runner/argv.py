@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from agent_dispatch import runtimes  # the module, not its names: runtimes' modules import runner's leaves
-from agent_dispatch.runspec import RunSpec
-
-if TYPE_CHECKING:
-    from agent_dispatch.runtimes import Runtime
+from agent_dispatch.runs.spec import RunSpec
+from agent_dispatch.runtimes import Runtime, get_runtime
 
 
 def runtime_of(spec: RunSpec) -> Runtime:
     """The runtime of the spec's agent: how its CLI is called and read."""
-    return runtimes.get_runtime(getattr(spec.agent, "runtime", None) or "claude")
+    return get_runtime(getattr(spec.agent, "runtime", None) or "claude")
 
 
 def build_argv(spec: RunSpec, session_id: str | None = None) -> list[str]:

@@ -30,8 +30,6 @@ from agent_dispatch import protocol, runtimes
 from agent_dispatch.errors import CliFailure, InvalidInputFailure, NotFoundFailure
 from agent_dispatch.models import DispatchResult
 from agent_dispatch.runner.argv import runtime_of
-from agent_dispatch.runner.events import StreamEvent
-from agent_dispatch.runner.outcome import RunOutcome
 from agent_dispatch.runner.tree import (
     KILL_GRACE,
     MARK_ENV,
@@ -45,7 +43,9 @@ from agent_dispatch.runner.tree import (
     read_stat,
     token_chain,
 )
-from agent_dispatch.runspec import RunSpec, error_path_for
+from agent_dispatch.runs.events import StreamEvent
+from agent_dispatch.runs.outcome import RunOutcome
+from agent_dispatch.runs.spec import RunSpec, error_path_for
 from agent_dispatch.transports import ssh as ssh_transport
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from agent_dispatch.models import DispatchResult, EffectiveAgent
-    from agent_dispatch.runner.events import StreamEvent
-    from agent_dispatch.runner.outcome import RunOutcome
-    from agent_dispatch.runspec import RunSpec
+    from agent_dispatch.runs.events import StreamEvent
+    from agent_dispatch.runs.outcome import RunOutcome
+    from agent_dispatch.runs.spec import RunSpec
 
 
 class OutputReader(Protocol):

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 from agent_dispatch.models import DispatchResult, EffectiveAgent
-from agent_dispatch.runner.events import StreamEvent
-from agent_dispatch.runner.outcome import RunOutcome
-from agent_dispatch.runspec import RunSpec, check_value
+from agent_dispatch.runs.events import StreamEvent
+from agent_dispatch.runs.outcome import RunOutcome
+from agent_dispatch.runs.spec import RunSpec, check_value
 from agent_dispatch.runtimes import common
 from agent_dispatch.runtimes.base import Runtime
 from agent_dispatch.runtimes.lines import LineReader, read_all, short, text_of, tool_input

@@ -10,8 +10,8 @@ from typing import Any
 
 from agent_dispatch.errors import CliFailure, DispatchFailure, InvalidInputFailure, UsageLimitFailure
 from agent_dispatch.models import DispatchResult, EffectiveAgent
-from agent_dispatch.runner.outcome import RunOutcome, timeout_failure
-from agent_dispatch.runner.prompt import parse_json_answer
+from agent_dispatch.runs.outcome import RunOutcome, timeout_failure
+from agent_dispatch.runs.text import parse_json_answer
 
 MESSAGE_MAX = 1000  # characters of CLI text quoted in an error message
 

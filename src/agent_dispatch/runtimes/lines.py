@@ -12,8 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from agent_dispatch.runner.events import TEXT_MAX, TOOL_INPUT_MAX, StreamEvent
-from agent_dispatch.runner.prompt import clean_text
+from agent_dispatch.runs.events import TEXT_MAX, TOOL_INPUT_MAX, StreamEvent
+from agent_dispatch.runs.text import clean_text
 
 log = logging.getLogger(__name__)
 

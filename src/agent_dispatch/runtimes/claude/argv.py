@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent_dispatch.runspec import RunSpec, check_tool, check_value, format_budget
+from agent_dispatch.runs.spec import RunSpec, check_tool, check_value, format_budget
 
 
 def build_argv(spec: RunSpec, session_id: str | None = None) -> list[str]:

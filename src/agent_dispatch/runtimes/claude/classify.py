@@ -20,8 +20,8 @@ from agent_dispatch.errors import (
     UsageLimitFailure,
 )
 from agent_dispatch.models import DENIED_TOOLS_MAX, DispatchResult, EffectiveAgent
-from agent_dispatch.runner.outcome import RunOutcome, timeout_failure
-from agent_dispatch.runner.prompt import clean_text, parse_json_answer
+from agent_dispatch.runs.outcome import RunOutcome, timeout_failure
+from agent_dispatch.runs.text import clean_text, parse_json_answer
 
 MESSAGE_MAX = 1000  # characters of CLI text quoted in an error message
 

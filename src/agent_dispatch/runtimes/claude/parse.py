@@ -17,7 +17,7 @@ from typing import Any
 
 import pydantic_core
 
-from agent_dispatch.runner.events import TEXT_MAX, StreamEvent
+from agent_dispatch.runs.events import TEXT_MAX, StreamEvent
 from agent_dispatch.runtimes.lines import short as _short
 from agent_dispatch.runtimes.lines import tool_input as _tool_input
 
