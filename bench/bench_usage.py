@@ -70,9 +70,10 @@ def plant(path: Path, count: int, agents: int) -> list[float]:
     usage = Usage(path)
     steps = []
     for rec in records(count, agents):
-        if usage.record(rec):
+        due = usage.record(rec)
+        if due:
             start = time.perf_counter()
-            usage.housekeep()
+            usage.housekeep(due)
             steps.append((time.perf_counter() - start) * 1000)
     return steps
 

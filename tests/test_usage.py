@@ -65,8 +65,9 @@ usage.journal.rotate_bytes = {rotate}
 for i in range({count}):
     rec = {{"ts": 1700000000 + i, "agent": "w{worker}", "tool": "dispatch", "success": True, "cached": False,
            "cost_usd": 0.001, "duration_ms": i, "caller": "c" * {pad}, "seq": i}}
-    if usage.record(rec):
-        usage.rotate()
+    due = usage.record(rec)
+    if due:
+        usage.housekeep(due)
 """
 
 

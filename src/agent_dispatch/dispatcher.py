@@ -349,9 +349,10 @@ class Dispatcher:
             usage = self.usage()
             record = record_for(result, tool=tool, caller=caller, job_id=job_id, refused=refused or None,
                                 depth=self.depth or None, clarification=clarification)
-            if usage.record(record):
+            due = usage.record(record)
+            if due:
                 # Not a daemon: a CLI run that ends now still finishes the rename or the summary write.
-                threading.Thread(target=usage.housekeep, name="usage-housekeeping").start()
+                threading.Thread(target=usage.housekeep, args=(due,), name="usage-housekeeping").start()
         except Exception as exc:  # noqa: BLE001 - the journal never fails a dispatch
             log.warning("usage journal: %s", exc)
 

@@ -68,20 +68,16 @@ class Usage:
         ""): call `housekeep()` then, preferably off the event loop. Never raises."""
         return self.journal.append(record)
 
-    def housekeep(self) -> None:
-        """Rotate the journal when it is past its size, else bring the summary file up to the journal,
-        so a fresh reader only ever folds the last SUMMARY_EVERY bytes. Never raises."""
+    def housekeep(self, due: str = "summary") -> None:
+        """Do what `record()` said is due: rotate the journal ("rotate"), or bring the summary file up
+        to the journal ("summary"), so a fresh reader only ever folds the last SUMMARY_EVERY bytes.
+        Only a rotation takes the journal's exclusive lock. Never raises."""
         try:
             summary = Summary(self.journal)  # its own: this may run on a thread beside the readers
-            if not ensure_rotated(self.journal, summary):
-                summary.refresh(persist=True)
+            if due == "rotate" and ensure_rotated(self.journal, summary):
+                return  # the rotation folded and saved everything
+            summary.refresh(persist=True)
         except Exception:  # noqa: BLE001, S110 - housekeeping; the journal and readers work without it
-            pass
-
-    def rotate(self) -> None:
-        try:
-            ensure_rotated(self.journal, Summary(self.journal))
-        except Exception:  # noqa: BLE001, S110 - rotation is housekeeping; the journal still works without it
             pass
 
     def refresh(self) -> None:
