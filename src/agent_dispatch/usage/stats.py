@@ -13,7 +13,7 @@ import datetime as _dt
 import math
 from typing import Any
 
-from agent_dispatch.usage.summary import Summary, bucket_value, local_day
+from agent_dispatch.usage.summary import Summary, add_callers, add_counts, bucket_value, local_day
 
 TYPICAL_MIN_RUNS = 3
 TYPICAL_DAYS = 30
@@ -38,44 +38,50 @@ class Spread:
     """The durations (or costs) of runs: the exact values of recent days, plus the bucket counts
     of days old enough to be compacted (see summary.compact)."""
 
-    __slots__ = ("exact", "hist", "top", "_sorted")
+    __slots__ = ("_pairs", "_sorted", "exact", "hist", "top")
 
     def __init__(self) -> None:
         self.exact: list[float] = []
         self.hist: dict[str, int] = {}
         self.top: float | None = None  # the exact maximum of the compacted values
         self._sorted = False
+        self._pairs: list[tuple[float, int]] | None = None  # exact values and buckets, ascending
 
     def add(self, values: list[Any], hist: dict[str, int] | None = None, top: float | None = None) -> None:
         self.exact.extend(values)
-        self._sorted = False
+        self._sorted, self._pairs = False, None
         if hist:
-            _add_counts(self.hist, hist)
+            add_counts(self.hist, hist)
         if top is not None:
             self.top = top if self.top is None else max(self.top, top)
 
     def __len__(self) -> int:
         return len(self.exact) + sum(self.hist.values())
 
-    def percentile(self, p: float) -> float | None:
-        """Nearest-rank percentile; within 1% where compacted days take part."""
+    def _ascending(self) -> None:
         if not self._sorted:
             self.exact.sort()
             self._sorted = True
+
+    def percentile(self, p: float) -> float | None:
+        """Nearest-rank percentile; within 1% where compacted days take part."""
+        self._ascending()
         if not self.hist:
             return percentile(self.exact, p)
-        pairs = sorted([(value, 1) for value in self.exact] + [(bucket_value(k), n) for k, n in self.hist.items()])
-        total = sum(count for _, count in pairs)
-        rank = max(1, math.ceil(p / 100 * total))
+        if self._pairs is None:
+            self._pairs = sorted([(value, 1) for value in self.exact]
+                                 + [(bucket_value(key), count) for key, count in self.hist.items()])
+        rank = max(1, math.ceil(p / 100 * len(self)))
         seen = 0
-        for value, count in pairs:
+        for value, count in self._pairs:
             seen += count
             if seen >= rank:
                 return value
-        return pairs[-1][0]
+        return self._pairs[-1][0]
 
     def maximum(self) -> float | None:
-        found = [value for value in (max(self.exact, default=None), self.top) if value is not None]
+        self._ascending()
+        found = [value for value in (self.exact[-1] if self.exact else None, self.top) if value is not None]
         return max(found) if found else None
 
 
@@ -99,17 +105,9 @@ class _Acc:
         self.spend += entry["spend"]
         self.saved += entry["saved"]
         self.durations.add(entry["d"], entry.get("dh"), entry.get("dmax"))
-        _add_counts(self.outcomes, entry["outcomes"])
-        _add_counts(self.failures, entry["failures"])
-        for caller, (count, spend) in entry["callers"].items():
-            pair = self.callers.setdefault(caller, [0, 0.0])
-            pair[0] += count
-            pair[1] += spend
-
-
-def _add_counts(into: dict[str, int], more: dict[str, int]) -> None:
-    for key, count in more.items():
-        into[key] = into.get(key, 0) + count
+        add_counts(self.outcomes, entry["outcomes"])
+        add_counts(self.failures, entry["failures"])
+        add_callers(self.callers, entry["callers"])
 
 
 def _money(value: float) -> float:
@@ -211,7 +209,7 @@ def typical(summary: Summary, agent: str, now: float | None = None) -> dict[str,
         durations.add(entry["d"], entry.get("dh"), entry.get("dmax"))
         costs.add(entry["c"], entry.get("ch"))
         failed += entry["failed"]
-        _add_counts(outcomes, entry["outcomes"])
+        add_counts(outcomes, entry["outcomes"])
     if len(durations) < TYPICAL_MIN_RUNS:
         return None
     out: dict[str, Any] = {

@@ -83,14 +83,21 @@ def _merge(into: dict[str, Any], entry: dict[str, Any]) -> None:
     for key, values, counted in (("dh", durations, entry.get("dh")), ("ch", costs, entry.get("ch"))):
         hist = into.setdefault(key, {})
         _count_into(hist, values)
-        for bucket, count in (counted or {}).items():
-            hist[bucket] = hist.get(bucket, 0) + count
-    for key in ("outcomes", "failures"):
-        target = into[key]
-        for name, count in (entry.get(key) or {}).items():
-            target[name] = target.get(name, 0) + count
-    for caller, (count, spend) in (entry.get("callers") or {}).items():
-        pair = into["callers"].setdefault(caller, [0, 0.0])
+        add_counts(hist, counted or {})
+    add_counts(into["outcomes"], entry.get("outcomes") or {})
+    add_counts(into["failures"], entry.get("failures") or {})
+    add_callers(into["callers"], entry.get("callers") or {})
+
+
+def add_counts(into: dict[str, int], more: dict[str, int]) -> None:
+    for key, count in more.items():
+        into[key] = into.get(key, 0) + count
+
+
+def add_callers(into: dict[str, list[Any]], more: dict[str, list[Any]]) -> None:
+    """Callers' [dispatches, spend] pairs added together."""
+    for caller, (count, spend) in more.items():
+        pair = into.setdefault(caller, [0, 0.0])
         pair[0] += count
         pair[1] += spend
 
