@@ -200,12 +200,13 @@ class _Run:
         target: ssh_transport.SshTarget | None = None,
     ) -> None:
         self.spec = spec
+        self.runtime = runtime_of(spec)
         self.target = target
         self.may_detach = may_detach
         self.detached = False
         self.session_id = session_id
         self.began = time.monotonic()
-        self.reader = runtime_of(spec).reader(stream=spec.stream, on_event=on_event, on_change=self._notify)
+        self.reader = self.runtime.reader(stream=spec.stream, on_event=on_event, on_change=self._notify)
         self.stderr = bytearray()
         self.exited = False
         self.timed_out = False
@@ -231,7 +232,7 @@ class _Run:
         prompt = spec.prompt.encode("utf-8", errors="replace")
         fds: list[int] = []
         cwd: str | None = spec.agent.directory
-        runtime_env = runtime_of(spec).env(spec)
+        runtime_env = self.runtime.env(spec)
         env = {**child_env(spec.depth, token, (*spec.chain, spec.agent.name), spec.env), **runtime_env}
         if self.target is not None:
             socket, failure = await ssh_transport.ensure_master(self.target)
@@ -276,7 +277,7 @@ class _Run:
             started_at=time.time(),
             output_path=out_path,
             error_path=err_path,
-            runtime=runtime_of(spec).name,
+            runtime=self.runtime.name,
         )
         try:
             if on_spawn is not None:
@@ -415,7 +416,7 @@ class _Run:
 
     def _spawn_failure(self, exc: OSError) -> DispatchResult:
         name = self.spec.agent.name
-        runtime = runtime_of(self.spec)
+        runtime = self.runtime
         cli = runtime.executable
         if isinstance(exc, FileNotFoundError):
             failure: Any = NotFoundFailure(
@@ -444,14 +445,14 @@ class _Run:
         )
         if self.target is not None and outcome.result is None and not outcome.timed_out:
             failure = ssh_transport.classify_ssh_failure(
-                self.target, outcome.exit_code, stderr, runtime_of(self.spec).executable
+                self.target, outcome.exit_code, stderr, self.runtime.executable
             )
             if failure is not None:
                 return self._result(DispatchResult.failure(
                     self.spec.agent.name, failure, session_id=outcome.session_id,
                     result=outcome.last_text, duration_ms=outcome.duration_ms,
                 ))
-        return self._result(finish_result(runtime_of(self.spec), self.spec.agent, outcome, self.spec.response_format))
+        return self._result(finish_result(self.runtime, self.spec.agent, outcome, self.spec.response_format))
 
     def _result(self, result: DispatchResult) -> DispatchResult:
         if self.target is not None:
