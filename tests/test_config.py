@@ -619,3 +619,15 @@ def test_the_example_config_loads_and_shows_every_key(tmp_path):
     assert set(raw["groups"]["shop"]["members"][0]) == set(GroupMember.model_fields)
     assert loaded.agents["infra"].directory == os.path.expanduser("~/projects/infra")
     assert loaded.agents["web"].allowed_tools is None
+
+
+def test_the_validation_stamp_covers_the_source_of_every_schema_module():
+    # A stamp says "this file was valid under these rules": the rules are the models' source, so
+    # an upgrade that changes any of them must invalidate every stamp written before.
+    import agent_dispatch.models as models
+
+    identity = store_module._schema_identity()  # noqa: SLF001
+    sources = sorted(Path(models.__file__).parent.glob("*.py"))
+    assert {path.name for path in sources} >= {"config.py", "checks.py"}
+    for path in sources:
+        assert path.read_bytes() in identity, path.name

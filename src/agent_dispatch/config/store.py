@@ -521,7 +521,8 @@ def _schema_identity() -> bytes:
     """Changes whenever the rules that validated a stamp could have changed: the version and the
     source of the schema and of this loader (contents, not mtimes: wheels carry fixed mtimes)."""
     parts = [__version__.encode()]
-    for path in (Path(__file__).parent.parent / "models.py", Path(__file__)):
+    models = Path(__file__).parent.parent / "models"
+    for path in (*sorted(models.glob("*.py")), Path(__file__)):
         try:
             parts.append(path.read_bytes())
         except OSError:
