@@ -512,7 +512,7 @@ async def fig_list_agents(world: World, runs: int) -> None:
 
 async def fig_parallel(world: World, runs: int) -> None:
     from agent_dispatch.config import ConfigStore
-    from agent_dispatch.dispatcher import Dispatcher
+    from agent_dispatch.dispatcher import Dispatcher, multi
 
     ideal = PARALLEL_ITEMS / PARALLEL_CONCURRENCY * SLEEP_SECONDS
     print(f"\n5 / 8. dispatch_parallel: {PARALLEL_ITEMS} items of {SLEEP_SECONDS * 1000:.0f} ms, "
@@ -524,14 +524,14 @@ async def fig_parallel(world: World, runs: int) -> None:
 
     walls = []
     for n in range(runs):
-        requests = d.parse_parallel(items(f"run {n}"))
+        requests = multi.parse_parallel(d, items(f"run {n}"))
         began = time.perf_counter()
-        results = await d.dispatch_parallel(requests)
+        results = await multi.dispatch_parallel(d, requests)
         walls.append(time.perf_counter() - began)
         assert all(r["success"] for r in results), results
     wall = median(walls)
     eff = ideal / wall
-    report("wall, in-process (Dispatcher.dispatch_parallel)", f"{wall:.3f} s")
+    report("wall, in-process (dispatcher.multi.dispatch_parallel)", f"{wall:.3f} s")
     report("  efficiency = ideal / wall", f"{eff:.3f}", ">= 0.98", eff >= 0.98)
     sleepy = Path(world.root, "projects", "sleepy")
     alone = []

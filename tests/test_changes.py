@@ -14,7 +14,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from agent_dispatch.dispatcher import Dispatcher, make_request
+from agent_dispatch.dispatcher import Dispatcher, make_request, multi
 
 EDITOR_BODY = """
 import json, os, shutil, subprocess, time
@@ -319,7 +319,7 @@ async def test_parallel_items_each_get_their_own_worktree(agents, editor, repo):
         {"agent": "coder", "task": ops(["write", "a.txt", "a\n"], ["sleep", 0.5])},
         {"agent": "coder", "task": ops(["write", "b.txt", "b\n"], ["sleep", 0.5])},
     ])
-    results = await d.dispatch_parallel(d.parse_parallel(items))
+    results = await multi.dispatch_parallel(d, multi.parse_parallel(d, items))
     trees = [r["changes"]["worktree"] for r in results]
     assert len(set(trees)) == 2 and len({r["changes"]["branch"] for r in results}) == 2
     assert [sorted(files_of(r)) for r in results] == [["a.txt"], ["b.txt"]]

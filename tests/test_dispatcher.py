@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from agent_dispatch import background
-from agent_dispatch.dispatcher import Dispatcher, make_request
+from agent_dispatch.dispatcher import Dispatcher, make_request, multi
 from agent_dispatch.errors import AgentNotFoundError, BadArgumentError
 
 SPAN_BODY = """
@@ -79,11 +79,11 @@ async def test_one_limit_across_every_path(two_agents, fake_claude, tmp_path, mo
             elif kind == 1:
                 await d.dispatch_session(req)
             elif kind == 2:
-                await d.dispatch_parallel([req, make_request(agent="alpha", task=f"task {n}b")])
+                await multi.dispatch_parallel(d, [req, make_request(agent="alpha", task=f"task {n}b")])
             elif kind == 3:
                 await d.dispatch_stream(req, progress)
             elif kind == 4:
-                await d.dialogue("alpha", "beta", f"topic {n}", max_rounds=1)
+                await multi.dialogue(d, "alpha", "beta", f"topic {n}", max_rounds=1)
             else:
                 job_ids.append((await jobs.start(req)).id)
 
@@ -160,13 +160,13 @@ async def test_parallel_rejects_before_running(two_agents, fake_claude):
     fake = fake_claude()
     d = Dispatcher()
     with pytest.raises(AgentNotFoundError):
-        d.parse_parallel(json.dumps([{"agent": "alpha", "task": "a"}, {"agent": "zeta", "task": "b"}]))
+        multi.parse_parallel(d, json.dumps([{"agent": "alpha", "task": "a"}, {"agent": "zeta", "task": "b"}]))
     with pytest.raises(BadArgumentError, match="at most 100"):
-        d.parse_parallel(json.dumps([{"agent": "alpha", "task": "a"}] * 101))
+        multi.parse_parallel(d, json.dumps([{"agent": "alpha", "task": "a"}] * 101))
     with pytest.raises(BadArgumentError, match="unknown keys"):
-        d.parse_parallel(json.dumps([{"agent": "alpha", "task": "a", "model": "opus"}]))
+        multi.parse_parallel(d, json.dumps([{"agent": "alpha", "task": "a", "model": "opus"}]))
     with pytest.raises(BadArgumentError):
-        d.parse_parallel(json.dumps([{"agent": "alpha"}]))
+        multi.parse_parallel(d, json.dumps([{"agent": "alpha"}]))
     assert fake.runs() == []
 
 
@@ -175,13 +175,13 @@ async def test_dialogue_ends_on_resolved(two_agents, fake_claude, tmp_path, monk
     monkeypatch.setenv("SPANS", str(tmp_path / "spans"))
     monkeypatch.setenv("FAKE_CLAUDE_SLEEP", "0")
     fake = fake_claude(SPAN_BODY)
-    out = await Dispatcher().dialogue("alpha", "beta", "which port?", max_rounds=5)
+    out = await multi.dialogue(Dispatcher(), "alpha", "beta", "which port?", max_rounds=5)
     assert out["resolved"] is True and out["rounds"] == 1
     assert [m["agent"] for m in out["conversation"]] == ["beta", "alpha"]
     assert out["total_cost_usd"] == pytest.approx(0.0246)
     assert "which port?" in fake.runs()[0]["stdin"]
     with pytest.raises(BadArgumentError):
-        await Dispatcher().dialogue("alpha", "beta", "x", max_rounds=11)
+        await multi.dialogue(Dispatcher(), "alpha", "beta", "x", max_rounds=11)
 
 
 async def test_cancelled_caller_holds_its_slot_until_the_child_is_gone(two_agents, fake_claude):

@@ -127,3 +127,53 @@ class LiveProgress:
             await self._send(self._count, message)
         except Exception:  # noqa: BLE001, S110 - a client that stopped listening must not fail the run
             pass
+
+
+class Throttled:
+    """Sends progress at most once per `interval`; messages that arrive in between are joined, not dropped."""
+
+    JOINED_MAX = 300
+
+    def __init__(self, send: Callable[[str], Awaitable[None]], interval: float) -> None:
+        self._send = send
+        self._interval = interval
+        self._pending: list[Any] = []
+        self._changed = anyio.Event()
+
+    def offer(self, item: Any) -> None:
+        """Queue a message or a stream event; an event is described only if it is sent (a busy
+        stream offers tens of thousands per second, of which a few are sent)."""
+        if item:
+            self._pending.append(item)
+            del self._pending[:-4]  # a burst keeps only its newest few
+            if not self._changed.is_set():
+                self._changed.set()
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        texts = [item if isinstance(item, str) else describe_event(item) for item in self._pending]
+        self._pending.clear()
+        message = " | ".join(text for text in texts if text)
+        if not message:
+            return
+        if len(message) > self.JOINED_MAX:
+            message = "…" + message[-(self.JOINED_MAX - 1):]
+        try:
+            await self._send(message)
+        except Exception:  # noqa: BLE001, S110 - a client that stopped listening must not fail the run
+            pass
+
+    async def pump(self) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed = anyio.Event()
+            await self.flush()
+            await anyio.sleep(self._interval)
+
+
+def describe_event(event: Any) -> str | None:
+    """One line for a progress notification: the agent's latest text or tool use."""
+    describe = getattr(event, "describe", None)
+    text = describe(300) if callable(describe) else getattr(event, "text", "")
+    return text or None

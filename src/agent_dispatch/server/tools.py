@@ -14,7 +14,7 @@ from pydantic import Field, ValidationError
 
 from agent_dispatch import __version__, background, refs
 from agent_dispatch import config as configmod
-from agent_dispatch.dispatcher import AskFn, Dispatcher, check_total_usd, make_request
+from agent_dispatch.dispatcher import AskFn, Dispatcher, check_total_usd, make_request, multi
 from agent_dispatch.errors import BadArgumentError
 from agent_dispatch.models import PREVIEW_LINES_MAX, WAIT_SECONDS_MAX, clamp
 from agent_dispatch.server import tasks
@@ -304,12 +304,12 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
         ctx: Context, dispatches: str, aggregate: str = "", max_total_usd: float = 0, *, ask: AskFn
     ) -> Any:
         total = check_total_usd(max_total_usd)
-        requests = state.dispatcher.parse_parallel(dispatches)
+        requests = multi.parse_parallel(state.dispatcher, dispatches)
         if aggregate:
             state.dispatcher.agent(aggregate)
 
         async def plain(watch: Any) -> Any:
-            return await state.dispatcher.dispatch_parallel(requests, aggregate, total, ask=ask, watch=watch)
+            return await multi.dispatch_parallel(state.dispatcher, requests, aggregate, total, ask=ask, watch=watch)
 
         agents = ",".join(dict.fromkeys(req.agent for req in requests))
         label = (agents[:200], f"{len(requests)} dispatches: " + " | ".join(r.task[:80] for r in requests[:5]),
@@ -347,10 +347,10 @@ def build_server(dispatcher: Dispatcher | None = None) -> MCPServer:
     async def dispatch_dialogue(
         ctx: Context, requester: str, responder: str, topic: str, max_rounds: int = 3
     ) -> dict[str, Any]:
-        state.dispatcher.check_dialogue(requester, responder, topic, max_rounds)
+        multi.check_dialogue(state.dispatcher, requester, responder, topic, max_rounds)
 
         async def plain(watch: Any) -> dict[str, Any]:
-            return await state.dispatcher.dialogue(requester, responder, topic, max_rounds, watch=watch)
+            return await multi.dialogue(state.dispatcher, requester, responder, topic, max_rounds, watch=watch)
 
         label = (f"{requester},{responder}", topic,
                  {"requester": requester, "responder": responder, "topic": topic, "max_rounds": max_rounds})

@@ -1,16 +1,16 @@
-"""The service: every dispatch workflow, behind both front doors.
+"""The service's one run path and its single-run workflows (dispatch, session, stream, clarifications).
 
 `Dispatcher` owns the one concurrency limiter and the result cache, re-reads the config on
 each call (cheaply), and turns requests into runs of `claude`. It returns typed objects
 (`DispatchResult`, `Job`) or plain dicts shaped by the contract; it knows nothing of MCP or click.
-Async jobs and recovery live in `agent_dispatch.background`, result refs in `agent_dispatch.refs`.
+The workflows of several runs are `multi`; async jobs and recovery live in `agent_dispatch.background`,
+result refs in `agent_dispatch.refs`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import math
 import os
@@ -25,20 +25,20 @@ import anyio
 from pydantic import ValidationError
 
 from agent_dispatch import config as configmod
-from agent_dispatch import protocol, refs, spend
+from agent_dispatch import protocol, spend
 from agent_dispatch.cache import ResultCache, cache_key
 from agent_dispatch.changes import GitError, IsolationRefused, RunTracker, check_isolation, remote_refusal, worktrees
 from agent_dispatch.errors import AgentNotFoundError, BadArgumentError, RecursionFailure
 from agent_dispatch.limiter import Limiter
 from agent_dispatch.limits import SLOT_ENV, Held, Registry, UserSlots, parent_slot
 from agent_dispatch.models import (
-    DIALOGUE_ROUNDS,
     AppConfig,
     DispatchRequest,
     DispatchResult,
     EffectiveAgent,
     check_agent_name,
 )
+from agent_dispatch.progress import Throttled, describe_event
 from agent_dispatch.runner import RunSpec, build_argv, build_prompt, current_chain, current_depth, run_claude
 from agent_dispatch.runtimes import get_runtime
 from agent_dispatch.spend import FanoutBudget
@@ -496,7 +496,7 @@ class Dispatcher:
         cfg = self.config()
         agent = self.agent(req.agent, cfg)
         req = self.through_group(req, cfg)
-        progress = _ThrottledProgress(on_progress, interval)
+        progress = Throttled(on_progress, interval)
 
         def on_event(event: Any) -> None:
             progress.offer(event)
@@ -559,217 +559,8 @@ class Dispatcher:
             return result
         return protocol.with_clarifications(result, runs, rounds)
 
-    def parse_parallel(self, dispatches: Any) -> list[DispatchRequest]:
-        """Validate a dispatch_parallel call as a whole before anything runs."""
-        if isinstance(dispatches, str):
-            try:
-                items = json.loads(dispatches)
-            except RecursionError:
-                raise BadArgumentError("dispatches is nested too deeply to be a list of dispatches") from None
-            except ValueError as exc:
-                raise BadArgumentError(
-                    f"dispatches is not valid JSON: {exc}",
-                    'Pass a JSON string holding a list like [{"agent": "infra", "task": "..."}].',
-                ) from None
-        else:
-            items = dispatches
-        if not isinstance(items, list) or not items:
-            raise BadArgumentError(
-                "dispatches must be a non-empty JSON list of {agent, task, ...} objects",
-                'Example: [{"agent": "infra", "task": "check disk"}, {"agent": "web", "task": "run tests"}]',
-            )
-        cfg = self.config()
-        cap = parallel_cap(cfg.settings.max_concurrency)
-        if len(items) > cap:
-            raise BadArgumentError(f"dispatches holds {len(items)} items; at most {cap} are allowed per call")
-        requests = []
-        for index, item in enumerate(items):
-            if not isinstance(item, dict):
-                raise BadArgumentError(f"dispatches[{index}] must be an object with at least agent and task")
-            _check_item_keys(item, index)
-            req = make_request(f"dispatches[{index}]", **item)
-            self.agent(req.agent, cfg)
-            try:
-                self.through_group(req, cfg)
-            except BadArgumentError as exc:
-                raise BadArgumentError(f"dispatches[{index}]: {exc.message}", exc.hint) from None
-            requests.append(req)
-        return requests
-
-    async def dispatch_parallel(
-        self, requests: list[DispatchRequest], aggregate: str = "", max_total_usd: float = 0, *,
-        ask: AskFn | None = None, watch: Watch | None = None,
-    ) -> Any:
-        """Run every request at once (bounded by the limiters); results in item order.
-
-        A blocked item's question goes through `ask` like a single dispatch's. `max_total_usd` > 0
-        is one spend cap for the whole fan-out (see spend.FanoutBudget)."""
-        cfg = self.config()
-        if aggregate:
-            self.agent(aggregate, cfg)
-        fanout = FanoutBudget(check_total_usd(max_total_usd)) if max_total_usd else None
-        results: list[dict[str, Any] | None] = [None] * len(requests)
-
-        async def one(index: int, req: DispatchRequest) -> None:
-            result = await self.dispatch(req, ask=ask, watch=watch, label=req.agent, tool="dispatch_parallel",
-                                         fanout=fanout)
-            results[index] = await refs.keep(req, result) if req.return_ref else result.to_json()
-
-        async with anyio.create_task_group() as tg:
-            for index, req in enumerate(requests):
-                tg.start_soon(one, index, req)
-        if not aggregate:
-            return results
-        task = _aggregate_task(requests, results)
-        combined = await self.dispatch(make_request("aggregate", agent=aggregate, task=task), watch=watch,
-                                       label=aggregate, tool="dispatch_parallel", fanout=fanout)
-        return {"individual_results": results, "aggregated": combined.to_json()}
-
-    def check_dialogue(self, requester: str, responder: str, topic: str, max_rounds: int) -> None:
-        """Refuse a dialogue before anything runs: bad rounds, an empty topic, an unknown agent."""
-        low, high = DIALOGUE_ROUNDS
-        if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or not low <= max_rounds <= high:
-            raise BadArgumentError(f"max_rounds must be a whole number from {low} to {high}")
-        if not isinstance(topic, str) or not topic.strip():
-            raise BadArgumentError("topic must not be empty")
-        cfg = self.config()
-        self.agent(responder, cfg)
-        self.agent(requester, cfg)
-
     def refusal(self, req: DispatchRequest, session_id: str = "") -> DispatchResult | None:
         """The failed result a dispatch of `req` would answer before starting anything, else None."""
         cfg = self.config()
         spec = self.spec(self.agent(req.agent, cfg), req, resume=session_id or None)
         return self.precheck(spec, cfg)
-
-    async def dialogue(
-        self, requester: str, responder: str, topic: str, max_rounds: int = 3, *, watch: Watch | None = None
-    ) -> dict[str, Any]:
-        """Two agents talk, each in its own session, until one writes [RESOLVED] or the rounds run out."""
-        self.check_dialogue(requester, responder, topic, max_rounds)
-        cfg = self.config()
-        agents = {"responder": self.agent(responder, cfg), "requester": self.agent(requester, cfg)}
-        sessions: dict[str, str | None] = {"responder": None, "requester": None}
-        conversation: list[dict[str, Any]] = []
-        out: dict[str, Any] = {"resolved": False, "rounds": 0, "total_cost_usd": 0.0, "total_duration_ms": 0}
-        message = _dialogue_opening(requester, topic)
-        final_answer = ""
-        for round_no in range(1, max_rounds + 1):
-            out["rounds"] = round_no
-            for role in ("responder", "requester"):
-                agent = agents[role]
-                req = make_request("dialogue", agent=agent.name, task=message)
-                spec = self.spec(agent, req, resume=sessions[role], stream=watch is not None)
-                result = await self.run(spec, cfg, on_event=_observer(watch, agent.name), tool="dispatch_dialogue")
-                assert result is not None  # noqa: S101
-                sessions[role] = result.session_id or sessions[role]
-                out["total_cost_usd"] += result.cost_usd or 0.0
-                out["total_duration_ms"] += result.duration_ms or 0
-                text = result.result
-                conversation.append(
-                    {"agent": agent.name, "role": role, "round": round_no, "message": text, "cost_usd": result.cost_usd}
-                )
-                if role == "responder":
-                    final_answer = text.replace(RESOLVED_MARK, "").strip()
-                if not result.success:
-                    out.update(error=result.error, error_type=result.error_type)
-                    return _dialogue_end(out, conversation, final_answer)
-                if RESOLVED_MARK in text:
-                    out["resolved"] = True
-                    return _dialogue_end(out, conversation, final_answer)
-                other = "requester" if role == "responder" else "responder"
-                message = _dialogue_turn(agent.name, agents[other].name, text)
-        return _dialogue_end(out, conversation, final_answer)
-
-
-class _ThrottledProgress:
-    """Sends progress at most once per `interval`; messages that arrive in between are joined, not dropped."""
-
-    JOINED_MAX = 300
-
-    def __init__(self, send: ProgressFn, interval: float) -> None:
-        self._send = send
-        self._interval = interval
-        self._pending: list[Any] = []
-        self._changed = anyio.Event()
-
-    def offer(self, item: Any) -> None:
-        """Queue a message or a stream event; an event is described only if it is sent (a busy
-        stream offers tens of thousands per second, of which a few are sent)."""
-        if item:
-            self._pending.append(item)
-            del self._pending[:-4]  # a burst keeps only its newest few
-            if not self._changed.is_set():
-                self._changed.set()
-
-    async def flush(self) -> None:
-        if not self._pending:
-            return
-        texts = [item if isinstance(item, str) else describe_event(item) for item in self._pending]
-        self._pending.clear()
-        message = " | ".join(text for text in texts if text)
-        if not message:
-            return
-        if len(message) > self.JOINED_MAX:
-            message = "…" + message[-(self.JOINED_MAX - 1):]
-        try:
-            await self._send(message)
-        except Exception:  # noqa: BLE001, S110 - a client that stopped listening must not fail the run
-            pass
-
-    async def pump(self) -> None:
-        while True:
-            await self._changed.wait()
-            self._changed = anyio.Event()
-            await self.flush()
-            await anyio.sleep(self._interval)
-
-
-_ITEM_KEYS = frozenset(DispatchRequest.model_fields)
-
-
-def _check_item_keys(item: dict[str, Any], index: int) -> None:
-    unknown = sorted(str(k)[:40] for k in item if k not in _ITEM_KEYS)
-    if unknown:
-        raise BadArgumentError(
-            f"dispatches[{index}] has unknown keys: {', '.join(unknown)}",
-            "Allowed keys: " + ", ".join(sorted(_ITEM_KEYS)),
-        )
-
-
-def describe_event(event: Any) -> str | None:
-    """One line for a progress notification: the agent's latest text or tool use."""
-    describe = getattr(event, "describe", None)
-    text = describe(300) if callable(describe) else getattr(event, "text", "")
-    return text or None
-
-
-def _aggregate_task(requests: list[DispatchRequest], results: list[dict[str, Any] | None]) -> str:
-    parts = ["Combine the results below, produced by other agents for the tasks shown, into one answer."]
-    for index, (req, res) in enumerate(zip(requests, results, strict=True), start=1):
-        res = res or {}
-        body = res.get("result") or res.get("summary") or ""
-        status = "succeeded" if res.get("success") else f"failed ({res.get('error') or 'no error text'})"
-        parts.append(f"### {index}. Agent {req.agent} {status}\nTask: {req.task}\nResult:\n{body}")
-    return "\n\n".join(parts)
-
-
-def _dialogue_opening(requester: str, topic: str) -> str:
-    return (
-        f"Agent '{requester}' starts a conversation with you about the topic below. Answer it from what you "
-        f"know of your project. When the matter is settled, write {RESOLVED_MARK} in your reply.\n\n{topic}"
-    )
-
-
-def _dialogue_turn(speaker: str, listener: str, text: str) -> str:
-    return (
-        f"Agent '{speaker}' replied:\n\n{text}\n\nContinue the conversation as agent '{listener}'. "
-        f"If the matter is settled, write {RESOLVED_MARK} in your reply."
-    )
-
-
-def _dialogue_end(out: dict[str, Any], conversation: list[dict[str, Any]], final_answer: str) -> dict[str, Any]:
-    out["total_cost_usd"] = round(out["total_cost_usd"], 6)
-    out["final_answer"] = final_answer
-    out["conversation"] = conversation
-    return out
